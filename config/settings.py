@@ -1,0 +1,180 @@
+"""The configuration file's shape (SPEC §4), validated once at start-up and passed down.
+
+Every model forbids unknown keys so that a typo in a deployment's YAML is an error that names
+the key, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+"""Names of sources and vendor instances: they appear in URLs, Redis keys and metrics."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisSettings(_Strict):
+    url: str | None = Field(
+        default=None,
+        description="redis:// or rediss:// URL; left out, `usersync run` starts an embedded Redis",
+    )
+    embedded_dir: str = Field(
+        default=".usersync/redis", description="working directory of the embedded Redis"
+    )
+    embedded_port: int = Field(default=6399, ge=0, le=65535, description="0 picks a free port")
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(redis|rediss|unix)://", value):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class GatewaySettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
+    admin_token: SecretStr | None = None
+    batch_max_events: int = Field(default=100, ge=1, le=10_000)
+
+
+class SourceSettings(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    token: SecretStr
+    hmac_secret: SecretStr | None = None
+    allowed_targets: list[str] | None = Field(
+        default=None, description="vendor instances this source may target; left out: all"
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _token_long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
+class WorkerSettings(_Strict):
+    concurrency: int = Field(default=50, ge=1, le=1000)
+    poll_delay_s: float = Field(
+        default=0.05, gt=0, le=5, description="queue poll interval: the pickup latency bound"
+    )
+    job_timeout_s: int = Field(
+        default=120,
+        ge=5,
+        description="a delivery running longer is cancelled and retried; a killed worker's job "
+        "is picked up again after this plus 10 s",
+    )
+
+
+class RetrySettings(_Strict):
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    base_delay_s: float = Field(default=1.0, gt=0)
+    max_delay_s: float = Field(default=300.0, gt=0)
+    max_age_s: int = Field(default=86400, ge=1)
+
+
+class RateLimitSettings(_Strict):
+    per_second: float = Field(default=10.0, gt=0)
+    burst: int = Field(default=20, ge=1)
+
+
+class VendorAuth(_Strict):
+    token: SecretStr
+
+    @field_validator("token")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class VendorSettings(_Strict):
+    kind: str = Field(description="adapter kind: mileapp, fleet, plaspy or partoo")
+    enabled: bool = True
+    base_url: AnyHttpUrl
+    auth: VendorAuth
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    retry: RetrySettings = RetrySettings()
+    roles: dict[str, str] = Field(
+        default_factory=dict, description="canonical role name -> the vendor's role value"
+    )
+    id_field: str = Field(
+        default="_id",
+        min_length=1,
+        description="MileApp only: body key that carries the user id (its path has none)",
+    )
+
+    @property
+    def base(self) -> str:
+        """The base URL without a trailing slash, ready to have a path appended."""
+        return str(self.base_url).rstrip("/")
+
+
+class SandboxSettings(_Strict):
+    enabled: bool = Field(default=False, description="`usersync run` also starts the simulators")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+
+
+class RetentionSettings(_Strict):
+    events_s: int = Field(
+        default=7 * 86400,
+        ge=60,
+        description="how long event status and the event_id dedupe record are kept",
+    )
+
+
+class LoggingSettings(_Strict):
+    level: str = Field(default="info", pattern=r"^(debug|info|warning|error)$")
+
+
+class Settings(_Strict):
+    redis: RedisSettings = RedisSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    sources: list[SourceSettings] = Field(default_factory=list)
+    worker: WorkerSettings = WorkerSettings()
+    vendors: dict[Annotated[str, Field(pattern=NAME_PATTERN)], VendorSettings] = Field(
+        default_factory=dict
+    )
+    sandbox: SandboxSettings = SandboxSettings()
+    retention: RetentionSettings = RetentionSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        names = [source.name for source in self.sources]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"sources: duplicate names {duplicates}")
+        for source in self.sources:
+            unknown = sorted(set(source.allowed_targets or ()) - set(self.vendors))
+            if unknown:
+                raise ValueError(
+                    f"sources.{source.name}.allowed_targets: unknown vendor instances {unknown}"
+                )
+        return self
+
+    def source(self, name: str) -> SourceSettings | None:
+        return next((source for source in self.sources if source.name == name), None)
+
+    @property
+    def enabled_vendors(self) -> list[str]:
+        return [name for name, vendor in self.vendors.items() if vendor.enabled]

@@ -1,0 +1,157 @@
+"""The canonical user-change event (SPEC §1), shared by the gateway and the workers.
+
+`Changes` distinguishes a field that is absent (no change) from one set to `null` (clear it)
+through pydantic's `model_fields_set`; `Changes.present()` is the only way the rest of the code
+reads them, so that distinction cannot be lost on the way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictBool,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+EVENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,200}$"
+USER_ID_PATTERN = r"^[A-Za-z0-9._:@+-]{1,200}$"
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Alpha2 = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+VendorInstance = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+
+
+def _e164(value: str) -> str:
+    if not E164.match(value.replace(" ", "")):
+        raise ValueError("must be an E.164 phone number such as +33123456789 (spaces allowed)")
+    return value
+
+
+def _bcp47(value: str) -> str:
+    if not BCP47.match(value):
+        raise ValueError("must be a BCP 47 language tag such as fr or pt-BR")
+    return value
+
+
+@cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _iana(value: str) -> str:
+    if value not in _timezones():
+        raise ValueError("must be an IANA time zone name such as Europe/Paris")
+    return value
+
+
+Phone = Annotated[str, StringConstraints(max_length=32), AfterValidator(_e164)]
+Language = Annotated[str, StringConstraints(max_length=35), AfterValidator(_bcp47)]
+TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_iana)]
+TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+
+class Changes(BaseModel):
+    """Canonical field -> new value; `null` clears. Only fields that were sent are changes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr | None = None
+    given_name: ShortText | None = None
+    family_name: ShortText | None = None
+    display_name: ShortText | None = None
+    phone: Phone | None = None
+    phone_country: Alpha2 | None = None
+    language: Language | None = None
+    job_title: ShortText | None = None
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+    birth_date: dt.date | None = None
+    birth_city: ShortText | None = None
+    birth_country: Alpha2 | None = None
+    country: ShortText | None = None
+    timezone: TimeZone | None = None
+    role: ShortText | None = None
+    active: StrictBool | None = None
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    tags: dict[TagKey, Annotated[str, StringConstraints(max_length=256)] | None] | None = Field(
+        default=None, max_length=50
+    )
+
+    @model_validator(mode="after")
+    def _not_clearable(self) -> Changes:
+        for name in ("active", "password", "tags"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+    def present(self) -> dict[str, Any]:
+        """The fields that were sent, with their values (None meaning clear)."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class UserRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
+    version: Annotated[int, Field(ge=0, le=2**53)] | None = None
+    external_ids: dict[
+        VendorInstance, Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    ] = Field(default_factory=dict, max_length=50)
+
+
+EventType = Literal["user.updated", "user.deactivated", "user.activated"]
+
+
+class Event(BaseModel):
+    """One canonical user-change event, as posted to `POST /v1/events`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: Annotated[str, StringConstraints(pattern=EVENT_ID_PATTERN)]
+    type: EventType = "user.updated"
+    occurred_at: dt.datetime
+    source: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] | None = None
+    user: UserRef
+    changes: Changes = Field(default_factory=Changes)
+    vendor_fields: dict[VendorInstance, dict[str, Any]] = Field(default_factory=dict, max_length=50)
+    targets: list[VendorInstance] | None = Field(default=None, min_length=1, max_length=50)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _with_offset(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError("must be RFC 3339 with a UTC offset, e.g. 2026-11-22T10:15:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _apply_type(self) -> Event:
+        # user.deactivated / user.activated are sugar for a change of `active`.
+        if self.type != "user.updated":
+            wanted = self.type == "user.activated"
+            if "active" in self.changes.model_fields_set and self.changes.active is not wanted:
+                raise ValueError(f"changes.active contradicts type {self.type}")
+            self.changes.active = wanted
+        if not self.changes.model_fields_set:
+            raise ValueError("changes must not be empty")
+        return self
+
+    @property
+    def order_key(self) -> int:
+        """What orders this user's changes: `user.version`, else `occurred_at` in ms."""
+        if self.user.version is not None:
+            return self.user.version
+        return int(self.occurred_at.timestamp() * 1000)
