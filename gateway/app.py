@@ -1,0 +1,80 @@
+"""The aiohttp application of the gateway: middleware, routes, and what they share.
+
+The gateway never imports a vendor adapter: the preview endpoint calls a `Previewer` handed in
+by the entry point, which is the workers' own translation code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from config.settings import Settings
+from gateway.errors import ApiError, redis_unavailable
+from gateway.events import Event
+from usersync.store import Store
+
+Previewer = Callable[[Event, list[str]], Awaitable[dict[str, Any]]]
+"""Given a validated event and its targets: the request each target would receive."""
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+PREVIEWER = web.AppKey("previewer", Previewer)  # type: ignore[arg-type]
+
+log = structlog.get_logger("usersync.gateway")
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Render every failure as SPEC §2's JSON error; the one place a 500 can come from."""
+    structlog.contextvars.clear_contextvars()
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return json_response(exc.body(), exc.status, exc.headers)
+    except RedisError as exc:
+        log.warning("redis_unavailable", path=request.path, error=type(exc).__name__)
+        error = redis_unavailable()
+        return json_response(error.body(), error.status, error.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        return json_response(
+            {"error": {"code": code, "message": exc.reason, "details": None}},
+            exc.status,
+            {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None,
+        )
+    except Exception:  # the top-level supervisor: log the traceback, answer 500
+        log.exception("unhandled_error", path=request.path, method=request.method)
+        return json_response(
+            {"error": {"code": "internal_error", "message": "internal error", "details": None}}, 500
+        )
+
+
+def create_gateway_app(settings: Settings, store: Store, previewer: Previewer) -> web.Application:
+    from gateway import routes
+
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=settings.gateway.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app[STORE] = store
+    app[PREVIEWER] = previewer
+    routes.add_routes(app)
+    return app

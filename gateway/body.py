@@ -1,0 +1,46 @@
+"""Reading a request body as JSON under the configured limits, with SPEC §2's error codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.errors import ApiError
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` (declared or while streaming)."""
+    too_large = ApiError(413, "body_too_large", f"the body exceeds {limit} bytes", {"limit": limit})
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:
+    """A JSON object body: 415 if not declared JSON, 413 if too large, 400 if not parseable."""
+    if request.content_type != "application/json" and not request.content_type.endswith("+json"):
+        raise ApiError(
+            415, "unsupported_media_type", "the body must be sent as Content-Type: application/json"
+        )
+    raw = await read_limited(request, limit)
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", "the body is not valid UTF-8 JSON", str(exc)) from exc
+    if not isinstance(value, dict):
+        raise ApiError(
+            422,
+            "schema_violation",
+            "the body must be a JSON object",
+            [{"path": "(body)", "message": "expected an object"}],
+        )
+    return value

@@ -1,0 +1,74 @@
+"""Turning a validated event into what the store writes: targets, links, name parts.
+
+Target rules: `targets` given -> each must be a configured, enabled vendor instance the source
+may use; left out -> every enabled instance the source may use. External ids and vendor fields
+must name configured instances, so a typo is a 422 rather than a silently unused value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from config.settings import Settings, SourceSettings
+from gateway.errors import ApiError, schema_error
+from gateway.events import Event
+from usersync.store import NAME_PARTS, IngestRecord
+
+
+def resolve_targets(event: Event, settings: Settings, source: SourceSettings) -> list[str]:
+    allowed = set(source.allowed_targets) if source.allowed_targets is not None else None
+    problems: list[dict[str, str]] = []
+    for field, names in (
+        ("user.external_ids", list(event.user.external_ids)),
+        ("vendor_fields", list(event.vendor_fields)),
+        ("targets", list(event.targets or ())),
+    ):
+        for name in names:
+            vendor = settings.vendors.get(name)
+            if vendor is None:
+                problems.append({"path": f"{field}.{name}", "message": "unknown vendor instance"})
+            elif field == "targets" and not vendor.enabled:
+                problems.append({"path": f"{field}.{name}", "message": "vendor instance disabled"})
+    if problems:
+        raise schema_error(problems)
+    if event.targets is not None:
+        targets = list(dict.fromkeys(event.targets))
+        refused = [name for name in targets if allowed is not None and name not in allowed]
+        if refused:
+            raise ApiError(
+                403,
+                "target_not_allowed",
+                f"source {source.name} may not post to {', '.join(refused)}",
+                {"targets": refused},
+            )
+        return targets
+    targets = [name for name in settings.enabled_vendors if allowed is None or name in allowed]
+    if not targets:
+        raise ApiError(422, "no_targets", "no enabled vendor instance this source may post to")
+    return targets
+
+
+def acceptance_body(event: Event, targets: list[str]) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "status": "accepted",
+        "targets": targets,
+        "status_url": f"/v1/events/{event.event_id}",
+    }
+
+
+def build_record(event: Event, targets: list[str], source: SourceSettings) -> IngestRecord:
+    changes = event.changes.present()
+    return IngestRecord(
+        source=source.name,
+        event_id=event.event_id,
+        user_id=event.user.id,
+        order_key=event.order_key,
+        event_json=orjson.dumps(event.model_dump(mode="json", exclude_unset=True)),
+        acceptance=acceptance_body(event, targets),
+        targets=targets,
+        links=dict(event.user.external_ids),
+        name_parts={part: changes[part] for part in NAME_PARTS if part in changes},
+    )

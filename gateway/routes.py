@@ -1,0 +1,138 @@
+"""Handlers of the v1 API (SPEC §2). Each is: authenticate, read, validate, one store call."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.app import PREVIEWER, SETTINGS, STORE, json_response
+from gateway.auth import Caller, authenticate
+from gateway.body import read_json_object
+from gateway.errors import ApiError, field_problems, schema_error
+from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN, Event
+from gateway.ingest import build_record, resolve_targets
+from usersync.status import utc_now_iso
+
+log = structlog.get_logger("usersync.gateway")
+
+
+def parse_event(body: dict[str, Any]) -> Event:
+    try:
+        return Event.model_validate(body)
+    except ValidationError as exc:
+        raise schema_error(field_problems(exc)) from exc
+
+
+async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[str]]:
+    settings = request.app[SETTINGS]
+    caller = authenticate(request, settings, admin_allowed=False)
+    assert caller.source is not None  # admin_allowed=False guarantees a source
+    body = await read_json_object(request, settings.gateway.max_body_bytes)
+    event = parse_event(body)
+    if event.source is not None and event.source != caller.source.name:
+        raise ApiError(
+            403,
+            "source_mismatch",
+            f"the event names source {event.source} but the token belongs to {caller.source.name}",
+        )
+    structlog.contextvars.bind_contextvars(event_id=event.event_id, user_id=event.user.id)
+    return caller, event, resolve_targets(event, settings, caller.source)
+
+
+async def post_event(request: web.Request) -> web.Response:
+    caller, event, targets = await _validated_event(request)
+    assert caller.source is not None
+    record = build_record(event, targets, caller.source)
+    created, answer = await request.app[STORE].ingest(record, utc_now_iso())
+    if created:
+        log.info("event_accepted", source=caller.source.name, targets=targets, outcome="accepted")
+        return web.Response(body=answer, status=202, content_type="application/json")
+    log.info("event_duplicate", source=caller.source.name, outcome="duplicate")
+    original = orjson.loads(answer)
+    original["duplicate"] = True
+    return json_response(original, 200)
+
+
+async def preview_event(request: web.Request) -> web.Response:
+    _, event, targets = await _validated_event(request)
+    previews = await request.app[PREVIEWER](event, targets)
+    return json_response({"event_id": event.event_id, "targets": previews})
+
+
+async def get_event(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    caller = authenticate(request, settings, admin_allowed=True)
+    event_id = request.match_info["event_id"]
+    if not re.match(EVENT_ID_PATTERN, event_id):
+        raise ApiError(404, "not_found", "no such event")
+    if caller.source is not None:
+        candidates = [caller.source.name]
+    elif "source" in request.query:
+        candidates = [request.query["source"]]
+    else:
+        candidates = [source.name for source in settings.sources]
+    store = request.app[STORE]
+    for source in candidates:
+        status = await store.event_status(source, event_id)
+        if status is not None:
+            return json_response(status)
+    raise ApiError(404, "not_found", f"no event {event_id} is stored for this source")
+
+
+def _admin(request: web.Request) -> None:
+    caller = authenticate(request, request.app[SETTINGS], admin_allowed=True)
+    if not caller.is_admin:
+        raise ApiError(403, "forbidden", "this call needs the admin token")
+
+
+def _user_id(request: web.Request) -> str:
+    user_id = request.match_info["user_id"]
+    if not re.match(USER_ID_PATTERN, user_id):
+        raise ApiError(404, "not_found", "no such user id")
+    return user_id
+
+
+async def get_links(request: web.Request) -> web.Response:
+    _admin(request)
+    user_id = _user_id(request)
+    return json_response({"user_id": user_id, "links": await request.app[STORE].get_links(user_id)})
+
+
+async def put_link(request: web.Request) -> web.Response:
+    _admin(request)
+    settings = request.app[SETTINGS]
+    user_id = _user_id(request)
+    vendor = request.match_info["vendor"]
+    if vendor not in settings.vendors:
+        raise ApiError(404, "not_found", f"no vendor instance {vendor} is configured")
+    body = await read_json_object(request, settings.gateway.max_body_bytes)
+    vendor_id = body.get("id")
+    if set(body) != {"id"} or not isinstance(vendor_id, str) or not 1 <= len(vendor_id) <= 200:
+        raise schema_error([{"path": "id", "message": 'expected {"id": "<1-200 chars>"} only'}])
+    await request.app[STORE].set_link(user_id, vendor, vendor_id)
+    log.info("link_set", user_id=user_id, vendor=vendor)
+    return json_response({"user_id": user_id, "vendor": vendor, "id": vendor_id})
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    await request.app[STORE].redis.ping()  # a RedisError becomes a 503 in the middleware
+    return json_response({"status": "ready", "redis": "ok", "config": "loaded"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/events", post_event)
+    app.router.add_post("/v1/events:preview", preview_event)
+    app.router.add_get("/v1/events/{event_id}", get_event)
+    app.router.add_get("/v1/users/{user_id}/links", get_links)
+    app.router.add_put("/v1/users/{user_id}/links/{vendor}", put_link)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

@@ -1,0 +1,190 @@
+"""Reads and writes of usersync's own Redis state: events, per-target status, links, profile.
+
+Ingest is one Lua script, so the dedupe check, the stored event, the status of every target,
+the identity links and the arq jobs land together or not at all: a 202 can only follow a write
+that contains everything needed to deliver, and a crash in between leaves nothing half-done.
+Jobs are written in arq's own format (JSON-serialised, see `workers.worker`) so arq workers pick
+them up as if `enqueue_job` had written them, in one round trip instead of three per target.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+from arq.constants import default_queue_name, job_key_prefix
+from redis.asyncio import Redis
+
+from usersync import keys
+from usersync.status import TargetStatus
+
+DELIVER_FUNCTION = "deliver"
+NAME_PARTS = ("given_name", "family_name", "display_name")
+
+_INGEST = """
+local existing = redis.call('HGET', KEYS[1], 'accepted')
+if existing then return existing end
+local ttl = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], 'accepted', ARGV[1], 'event', ARGV[2], 'received_at', ARGV[3])
+local i = 5
+local n = tonumber(ARGV[i]); i = i + 1
+local score = ARGV[i]; i = i + 1
+for t = 1, n do
+  redis.call('HSET', KEYS[1], 't:' .. ARGV[i], ARGV[i + 1])
+  redis.call('SET', KEYS[4 + t], ARGV[i + 3], 'PX', ttl)
+  redis.call('ZADD', KEYS[4], score, ARGV[i + 2])
+  i = i + 4
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+local nl = tonumber(ARGV[i]); i = i + 1
+for l = 1, nl do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+local order = tonumber(ARGV[i]); i = i + 1
+local np = tonumber(ARGV[i]); i = i + 1
+for p = 1, np do
+  local field, value, clear = ARGV[i], ARGV[i + 1], ARGV[i + 2]; i = i + 3
+  local current = tonumber(redis.call('HGET', KEYS[3], 'v:' .. field) or '-1')
+  if order >= current then
+    if clear == '1' then redis.call('HDEL', KEYS[3], field)
+    else redis.call('HSET', KEYS[3], field, value) end
+    redis.call('HSET', KEYS[3], 'v:' .. field, order)
+  end
+end
+return false
+"""
+
+
+@dataclass(frozen=True)
+class IngestRecord:
+    """Everything one accepted event writes, prepared by the gateway."""
+
+    source: str
+    event_id: str
+    user_id: str
+    order_key: int
+    event_json: bytes
+    acceptance: Mapping[str, Any]
+    targets: Sequence[str]
+    links: Mapping[str, str]
+    name_parts: Mapping[str, str | None]
+
+
+@dataclass(frozen=True)
+class StoredDelivery:
+    """What a worker needs to run one (event, target) delivery."""
+
+    event_json: bytes
+    received_at: str
+    status: TargetStatus
+
+
+def arq_job_payload(source: str, event_id: str, target: str, enqueue_ms: int) -> bytes:
+    """An arq job, serialised as `workers.worker` deserialises it (JSON, not pickle)."""
+    return orjson.dumps(
+        {"t": 1, "f": DELIVER_FUNCTION, "a": [source, event_id, target], "k": {}, "et": enqueue_ms}
+    )
+
+
+class Store:
+    """usersync's Redis state; holds a connection pool, no other state."""
+
+    def __init__(
+        self, redis: Redis, retention_s: int, queue_name: str = default_queue_name
+    ) -> None:
+        self.redis = redis
+        self.retention_ms = retention_s * 1000
+        self.queue_name = queue_name
+        self._ingest = redis.register_script(_INGEST)
+
+    async def ingest(self, record: IngestRecord, received_at: str) -> tuple[bool, bytes]:
+        """Store the event and enqueue its deliveries; (False, original answer) if a duplicate."""
+        now_ms = int(time.time() * 1000)
+        job_ids = [keys.delivery_job_id(record.source, record.event_id, t) for t in record.targets]
+        key_list = [
+            keys.event(record.source, record.event_id),
+            keys.links(record.user_id),
+            keys.profile(record.user_id),
+            self.queue_name,
+            *(job_key_prefix + job_id for job_id in job_ids),
+        ]
+        args: list[Any] = [
+            orjson.dumps(record.acceptance),
+            record.event_json,
+            received_at,
+            self.retention_ms,
+            len(record.targets),
+            now_ms,
+        ]
+        pending = TargetStatus.pending().to_json()
+        for target, job_id in zip(record.targets, job_ids, strict=True):
+            payload = arq_job_payload(record.source, record.event_id, target, now_ms)
+            args += [target, pending, job_id, payload]
+        args.append(len(record.links))
+        for vendor, vendor_id in record.links.items():
+            args += [vendor, vendor_id]
+        args += [record.order_key, len(record.name_parts)]
+        for part, value in record.name_parts.items():
+            args += [part, value or "", "1" if value is None else "0"]
+        existing = await self._ingest(keys=key_list, args=args)
+        if existing:
+            return False, cast(bytes, existing)
+        return True, orjson.dumps(record.acceptance)
+
+    async def load_delivery(self, source: str, event_id: str, target: str) -> StoredDelivery | None:
+        event_json, received_at, status = await self.redis.hmget(
+            keys.event(source, event_id), ["event", "received_at", f"t:{target}"]
+        )
+        if event_json is None or status is None:
+            return None
+        return StoredDelivery(event_json, received_at.decode(), TargetStatus.from_json(status))
+
+    async def set_status(
+        self, source: str, event_id: str, target: str, status: TargetStatus
+    ) -> None:
+        """Record a target's new state; a dead one is also indexed for the dead-letter queue."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.event(source, event_id), f"t:{target}", status.to_json())
+            if status.status == "dead":
+                pipe.zadd(keys.DEAD_LETTERS, {f"{source}|{event_id}|{target}": time.time()})
+            await pipe.execute()
+
+    async def event_status(self, source: str, event_id: str) -> dict[str, Any] | None:
+        """The status answer of SPEC §2, or None if no such event is stored."""
+        raw = await self.redis.hgetall(keys.event(source, event_id))
+        if not raw or b"event" not in raw:
+            return None
+        event = orjson.loads(raw[b"event"])
+        targets = {
+            name.decode()[2:]: TargetStatus.from_json(value).model_dump()
+            for name, value in raw.items()
+            if name.startswith(b"t:")
+        }
+        return {
+            "event_id": event_id,
+            "source": source,
+            "user_id": event["user"]["id"],
+            "received_at": raw[b"received_at"].decode(),
+            "targets": dict(sorted(targets.items())),
+        }
+
+    async def get_link(self, user_id: str, vendor: str) -> str | None:
+        value = await self.redis.hget(keys.links(user_id), vendor)
+        return value.decode() if value is not None else None
+
+    async def get_links(self, user_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(keys.links(user_id))
+        return {name.decode(): value.decode() for name, value in sorted(raw.items())}
+
+    async def set_link(self, user_id: str, vendor: str, vendor_id: str) -> None:
+        await self.redis.hset(keys.links(user_id), vendor, vendor_id)
+
+    async def get_profile(self, user_id: str) -> dict[str, str]:
+        """The newest known name parts of a user (for vendors with a single `name`)."""
+        values = await self.redis.hmget(keys.profile(user_id), list(NAME_PARTS))
+        return {
+            part: v.decode() for part, v in zip(NAME_PARTS, values, strict=True) if v is not None
+        }
