@@ -1,0 +1,86 @@
+"""The arq worker process: its settings, its start-up/shutdown hooks, and the `deliver` job.
+
+arq facts this relies on (shared/notes/arq.md): an ordinary exception is not retried and
+`max_tries` drops a job silently, so `deliver` never lets an exception escape and bounds
+attempts itself (`retry.max_attempts`), raising `Retry` only with a decided delay; jobs are
+JSON, not pickle, because the gateway writes them itself (`usersync.store`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from arq import Retry
+from arq.connections import RedisSettings
+from arq.worker import Worker, func
+
+from config.settings import Settings
+from usersync.store import DELIVER_FUNCTION, Store
+from workers.engine import DeliveryEngine
+from workers.vendors.base import VendorAdapter
+
+log = structlog.get_logger("usersync.worker")
+
+ARQ_MAX_TRIES = 10_000
+"""arq's own bound, out of the way: ours is `retry.max_attempts`, counted in the status."""
+
+
+async def deliver(ctx: dict[str, Any], source: str, event_id: str, target: str) -> None:
+    """arq job: one attempt of one delivery; only `Retry` or cancellation leave it unfinished."""
+    engine: DeliveryEngine = ctx["engine"]
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(job_try=ctx.get("job_try"))
+    try:
+        verdict = await engine.deliver(source, event_id, target)
+    except Exception as exc:  # the job's supervisor: an escaping exception would drop the job
+        log.exception("delivery_crashed", event_id=event_id, vendor=target, outcome="retry")
+        raise Retry(defer=5) from exc
+    if verdict is not None:
+        raise Retry(defer=verdict.delay_s)
+
+
+def build_worker(
+    settings: Settings,
+    redis_url: str,
+    adapters: Mapping[str, VendorAdapter],
+    *,
+    handle_signals: bool = True,
+) -> Worker:
+    """An arq Worker wired to our engine; the caller runs it (`async_run` or `run`)."""
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        connector = aiohttp.TCPConnector(limit=settings.worker.concurrency * 2, limit_per_host=0)
+        session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        store = Store(ctx["redis"], settings.retention.events_s)
+        ctx["session"] = session
+        ctx["engine"] = DeliveryEngine(settings, store, adapters, session)
+        log.info(
+            "worker_started", concurrency=settings.worker.concurrency, vendors=sorted(adapters)
+        )
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        session: aiohttp.ClientSession | None = ctx.get("session")
+        if session is not None:
+            await session.close()
+        log.info("worker_stopped")
+
+    return Worker(
+        functions=[func(deliver, name=DELIVER_FUNCTION, max_tries=ARQ_MAX_TRIES)],
+        redis_settings=RedisSettings.from_dsn(redis_url),
+        on_startup=startup,
+        on_shutdown=shutdown,
+        max_jobs=settings.worker.concurrency,
+        poll_delay=settings.worker.poll_delay_s,
+        job_timeout=settings.worker.job_timeout_s,
+        keep_result=0,
+        max_tries=ARQ_MAX_TRIES,
+        handle_signals=handle_signals,
+        job_serializer=orjson.dumps,
+        job_deserializer=orjson.loads,
+        health_check_interval=30,
+        log_results=False,
+    )
