@@ -1,0 +1,178 @@
+"""`usersync` command line (SPEC §5). Each command loads and validates the config first."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from config import ConfigError, Settings, load_settings
+from usersync.client import Answer, call
+from usersync.logs import configure_logging
+
+DEFAULT_CONFIG = "config/sandbox.yaml"
+
+
+def _run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    path = args.config or os.environ.get("USERSYNC_CONFIG") or DEFAULT_CONFIG
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(f"usersync: invalid configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _gateway_url(args: argparse.Namespace, settings: Settings) -> str:
+    if args.url:
+        return str(args.url).rstrip("/")
+    host = settings.gateway.host if settings.gateway.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return f"http://{host}:{settings.gateway.port}"
+
+
+def _source_token(args: argparse.Namespace, settings: Settings) -> str | None:
+    token = args.token or os.environ.get("USERSYNC_TOKEN")
+    if token:
+        return str(token)
+    return settings.sources[0].token.get_secret_value() if settings.sources else None
+
+
+def _admin_token(args: argparse.Namespace, settings: Settings) -> str | None:
+    token = args.token or os.environ.get("USERSYNC_ADMIN_TOKEN")
+    if token:
+        return str(token)
+    admin = settings.gateway.admin_token
+    return admin.get_secret_value() if admin else _source_token(args, settings)
+
+
+def _print(answer: Answer) -> int:
+    sys.stdout.write(orjson.dumps(answer.body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0 if answer.status < 400 else 1
+
+
+def _read_file(path: str) -> bytes:
+    return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from usersync import runtime
+
+    settings = _load(args)
+    configure_logging(settings.logging.level)
+    parts = {
+        "run": dict(gateway=True, worker=True, sandbox=settings.sandbox.enabled, embedded=True),
+        "gateway": dict(gateway=True, worker=False, sandbox=False, embedded=False),
+        "worker": dict(gateway=False, worker=True, sandbox=False, embedded=False),
+        "sandbox": dict(gateway=False, worker=False, sandbox=True, embedded=False),
+    }[args.command]
+    try:
+        _run_async(runtime.run(settings, **parts))
+    except ConfigError as exc:
+        print(f"usersync: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from workers.vendors.registry import build_adapters
+
+    settings = _load(args)
+    try:
+        build_adapters(settings)
+    except ConfigError as exc:
+        print(f"usersync: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"configuration OK: {len(settings.sources)} source(s), vendors: "
+        f"{', '.join(f'{name} ({v.kind})' for name, v in settings.vendors.items()) or 'none'}"
+    )
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    path = "/v1/events:preview" if args.command == "preview" else "/v1/events"
+    url = _gateway_url(args, settings) + path
+    return _print(
+        _run_async(call("POST", url, _source_token(args, settings), _read_file(args.file)))
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    url = f"{_gateway_url(args, settings)}/v1/events/{args.event_id}"
+    return _print(_run_async(call("GET", url, _admin_token(args, settings))))
+
+
+def cmd_links(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    base = f"{_gateway_url(args, settings)}/v1/users/{args.user_id}/links"
+    token = _admin_token(args, settings)
+    if args.links_command == "get":
+        return _print(_run_async(call("GET", base, token)))
+    body = orjson.dumps({"id": args.vendor_id})
+    return _print(_run_async(call("PUT", f"{base}/{args.vendor}", token, body)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="usersync", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", help=f"config file (default: $USERSYNC_CONFIG or {DEFAULT_CONFIG})"
+    )
+    client = argparse.ArgumentParser(add_help=False, parents=[common])
+    client.add_argument("--url", help="gateway base URL (default: from the config)")
+    client.add_argument(
+        "--token", help="bearer token (default: $USERSYNC_TOKEN / $USERSYNC_ADMIN_TOKEN)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    for name, text in (
+        ("run", "gateway and worker in one process (embedded Redis when redis.url is unset)"),
+        ("gateway", "the HTTP gateway only"),
+        ("worker", "a delivery worker only"),
+        ("sandbox", "local simulators of the four vendors"),
+    ):
+        commands.add_parser(name, parents=[common], help=text).set_defaults(handler=cmd_serve)
+    commands.add_parser("check-config", parents=[common], help="validate the config").set_defaults(
+        handler=cmd_check_config
+    )
+    for name, text in (("send", "post an event file"), ("preview", "preview an event file")):
+        sub = commands.add_parser(name, parents=[client], help=text)
+        sub.add_argument("file", help="JSON event file, or - for standard input")
+        sub.set_defaults(handler=cmd_send)
+    status = commands.add_parser("status", parents=[client], help="per-target status of an event")
+    status.add_argument("event_id")
+    status.set_defaults(handler=cmd_status)
+    links = commands.add_parser("links", parents=[client], help="identity links (admin)")
+    link_commands = links.add_subparsers(dest="links_command", required=True)
+    get = link_commands.add_parser("get", parents=[client])
+    get.add_argument("user_id")
+    put = link_commands.add_parser("set", parents=[client])
+    put.add_argument("user_id")
+    put.add_argument("vendor")
+    put.add_argument("vendor_id")
+    links.set_defaults(handler=cmd_links)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return 130

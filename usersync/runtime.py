@@ -1,0 +1,144 @@
+"""The composition root: builds the parts from Settings and runs them until a signal.
+
+The only module that knows both the gateway and the workers; it hands the workers' preview
+to the gateway, so the gateway itself never imports an adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator, Mapping
+
+import structlog
+from aiohttp import web
+from redis.asyncio import Redis
+
+from config.settings import Settings
+from gateway.app import create_gateway_app
+from usersync.redis_server import EmbeddedRedis
+from usersync.store import Store
+from workers.preview import make_previewer
+from workers.vendors.base import VendorAdapter
+from workers.vendors.registry import build_adapters
+from workers.worker import build_worker
+
+log = structlog.get_logger("usersync")
+
+SHUTDOWN_GRACE_S = 10.0
+"""On a signal, running deliveries get this long to finish before they are requeued."""
+
+
+def sandbox_tokens(settings: Settings) -> dict[str, set[str]]:
+    """The credentials the sandbox accepts: those of every configured vendor instance, by kind."""
+    tokens: dict[str, set[str]] = defaultdict(set)
+    for vendor in settings.vendors.values():
+        tokens[vendor.kind].add(vendor.auth.token.get_secret_value())
+    return dict(tokens)
+
+
+async def wait_for_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[web.AppRunner]:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, shutdown_timeout=5).start()
+        yield runner
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.contextmanager
+def redis_url_for(settings: Settings, embedded_allowed: bool) -> Iterator[str]:
+    """The configured Redis URL, or an embedded Redis started for the block's duration."""
+    if settings.redis.url is not None:
+        yield settings.redis.url
+        return
+    if not embedded_allowed:
+        raise SystemExit("redis.url is not set: only `usersync run` starts an embedded Redis")
+    server = EmbeddedRedis(settings.redis.embedded_dir, settings.redis.embedded_port).start()
+    log.info("embedded_redis_started", url=server.url, data_dir=str(server.data_dir))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        log.info("embedded_redis_stopped")
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    settings: Settings, redis_url: str, adapters: Mapping[str, VendorAdapter]
+) -> AsyncIterator[None]:
+    worker = build_worker(settings, redis_url, adapters, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield
+    finally:
+        worker.allow_pick_jobs = False
+        running = [job for job in worker.tasks.values() if not job.done()]
+        if running:
+            await asyncio.wait(running, timeout=SHUTDOWN_GRACE_S)
+        await worker.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    settings: Settings, redis_url: str, adapters: Mapping[str, VendorAdapter]
+) -> AsyncIterator[None]:
+    redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    store = Store(redis, settings.retention.events_s)
+    app = create_gateway_app(settings, store, make_previewer(store, adapters))
+    try:
+        async with serving(app, settings.gateway.host, settings.gateway.port):
+            log.info(
+                "gateway_listening", url=f"http://{settings.gateway.host}:{settings.gateway.port}"
+            )
+            yield
+    finally:
+        await redis.aclose()
+
+
+@contextlib.asynccontextmanager
+async def running_sandbox(settings: Settings) -> AsyncIterator[None]:
+    from sandbox import create_sandbox_app
+
+    app = create_sandbox_app(sandbox_tokens(settings))
+    async with serving(app, settings.sandbox.host, settings.sandbox.port):
+        log.info("sandbox_listening", url=f"http://{settings.sandbox.host}:{settings.sandbox.port}")
+        yield
+
+
+async def run(
+    settings: Settings, *, gateway: bool, worker: bool, sandbox: bool, embedded: bool
+) -> None:
+    """Run the chosen parts until SIGINT/SIGTERM, then stop them in reverse order."""
+    adapters = build_adapters(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        if sandbox:
+            await stack.enter_async_context(running_sandbox(settings))
+        if gateway or worker:
+            redis_url = stack.enter_context(redis_url_for(settings, embedded_allowed=embedded))
+            if worker:
+                await stack.enter_async_context(running_worker(settings, redis_url, adapters))
+            if gateway:
+                await stack.enter_async_context(running_gateway(settings, redis_url, adapters))
+        log.info("usersync_ready", gateway=gateway, worker=worker, sandbox=sandbox)
+        await wait_for_signal()
+        log.info("usersync_stopping")
