@@ -1,0 +1,272 @@
+"""Shared fixtures: a real redis-server for the session, and the real sandbox, gateway and
+worker on loopback for each test. Nothing here is mocked: queue and wire behaviour are real."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from redis.asyncio import Redis
+
+from config.settings import Settings
+from gateway.app import create_gateway_app
+from sandbox import create_sandbox_app
+from usersync.redis_server import EmbeddedRedis
+from usersync.status import FINAL_STATES
+from usersync.store import Store
+from workers.preview import make_previewer
+from workers.vendors.registry import build_adapters
+from workers.worker import build_worker
+
+HRIS_TOKEN = "test-hris-token-0123456789"
+IDP_TOKEN = "test-idp-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789"
+VENDOR_TOKENS = {
+    "mileapp": "test-mileapp-token",
+    "fleet": "flt_sk_test_token",
+    "plaspy": "test-plaspy-token",
+    "partoo": "test-partoo-key",
+}
+INSTANCE_KINDS = {"mileapp": "mileapp", "fleet-eu": "fleet", "plaspy": "plaspy", "partoo": "partoo"}
+VENDOR_PATHS = {
+    "mileapp": "/mileapp/api/v3",
+    "fleet": "/fleet/api",
+    "plaspy": "/plaspy",
+    "partoo": "/partoo/v2",
+}
+USER_IDS = {
+    "mileapp": "65c1f4eeca7c4816d94587b7",
+    "fleet-eu": "42",
+    "plaspy": "usr-12345",
+    "partoo": "5309c3a237bbc544d8e26737",
+}
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """One real redis-server on a free loopback port, owned by the test session."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """Serve an aiohttp app on a free loopback port; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@dataclass
+class Sandbox:
+    url: str
+    http: aiohttp.ClientSession
+
+    async def requests(self, kind: str) -> list[dict[str, Any]]:
+        async with self.http.get(f"{self.url}/_sandbox/{kind}/requests") as response:
+            assert response.status == 200
+            return list(await response.json())
+
+    async def user(self, kind: str, user_id: str) -> dict[str, Any]:
+        async with self.http.get(f"{self.url}/_sandbox/{kind}/users/{user_id}") as response:
+            assert response.status == 200, await response.text()
+            return dict(await response.json())
+
+    async def put_user(self, kind: str, user_id: str, doc: dict[str, Any]) -> None:
+        async with self.http.put(f"{self.url}/_sandbox/{kind}/users/{user_id}", json=doc) as r:
+            assert r.status == 200, await r.text()
+
+    async def fault(self, kind: str, **fault: Any) -> None:
+        async with self.http.post(f"{self.url}/_sandbox/{kind}/faults", json=fault) as response:
+            assert response.status in (200, 201, 204), await response.text()
+
+
+@pytest.fixture
+async def sandbox(http: aiohttp.ClientSession) -> AsyncIterator[Sandbox]:
+    tokens = {kind: {token} for kind, token in VENDOR_TOKENS.items()}
+    async with serve(create_sandbox_app(tokens)) as url:
+        yield Sandbox(url, http)
+
+
+def make_raw_settings(redis_url: str, sandbox_url: str, **overrides: Any) -> dict[str, Any]:
+    """Raw config pointing at the test Redis and sandbox, with fast retries; `overrides` merge in."""
+    vendors: dict[str, Any] = {
+        name: {
+            "kind": kind,
+            "base_url": sandbox_url + VENDOR_PATHS[kind],
+            "auth": {"token": VENDOR_TOKENS[kind]},
+            "timeout_s": 2,
+            "retry": {
+                "max_attempts": 3,
+                "base_delay_s": 0.05,
+                "max_delay_s": 0.2,
+                "max_age_s": 600,
+            },
+        }
+        for name, kind in INSTANCE_KINDS.items()
+    }
+    vendors["fleet-eu"]["roles"] = {"admin": "ADMIN", "employee": "EMPLOYEE"}
+    vendors["plaspy"]["roles"] = {"admin": "administrators", "employee": "users"}
+    vendors["partoo"]["roles"] = {"admin": "ORG_ADMIN", "employee": "BUSINESS_MANAGER"}
+    raw: dict[str, Any] = {
+        "redis": {"url": redis_url},
+        "gateway": {"admin_token": ADMIN_TOKEN, "max_body_bytes": 4096},
+        "sources": [
+            {"name": "hris", "token": HRIS_TOKEN},
+            {"name": "idp", "token": IDP_TOKEN, "allowed_targets": ["fleet-eu"]},
+        ],
+        "worker": {"concurrency": 10, "poll_delay_s": 0.01, "job_timeout_s": 10},
+        "vendors": vendors,
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return raw
+
+
+def make_settings(redis_url: str, sandbox_url: str, **overrides: Any) -> Settings:
+    return Settings.model_validate(make_raw_settings(redis_url, sandbox_url, **overrides))
+
+
+@pytest.fixture
+def settings(redis_server: EmbeddedRedis, sandbox: Sandbox) -> Settings:
+    return make_settings(redis_server.url, sandbox.url)
+
+
+@dataclass
+class Gateway:
+    url: str
+    http: aiohttp.ClientSession
+    settings: Settings
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+
+    async def post(
+        self,
+        body: Any,
+        token: str | None = HRIS_TOKEN,
+        path: str = "/v1/events",
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        async with self.http.post(self.url + path, data=data, headers=sent) as response:
+            return response.status, await _json_or_text(response)
+
+    async def get(self, path: str, token: str | None = HRIS_TOKEN) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.http.get(self.url + path, headers=headers) as response:
+            return response.status, await _json_or_text(response)
+
+    async def wait_final(self, event_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Poll the status until every target is delivered, skipped or dead."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status, body = await self.get(f"/v1/events/{event_id}")
+            assert status == 200, body
+            if all(t["status"] in FINAL_STATES for t in body["targets"].values()):
+                return dict(body)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"event {event_id} not final in {timeout_s}s: {body}")
+            await asyncio.sleep(0.02)
+
+
+async def _json_or_text(response: aiohttp.ClientResponse) -> Any:
+    raw = await response.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode(errors="replace")
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(settings: Settings, redis: Redis) -> AsyncIterator[str]:
+    store = Store(redis, settings.retention.events_s)
+    adapters = build_adapters(settings)
+    async with serve(create_gateway_app(settings, store, make_previewer(store, adapters))) as url:
+        yield url
+
+
+@pytest.fixture
+async def gateway(
+    settings: Settings, redis: Redis, http: aiohttp.ClientSession
+) -> AsyncIterator[Gateway]:
+    async with running_gateway(settings, redis) as url:
+        yield Gateway(url, http, settings)
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, redis_url: str) -> AsyncIterator[None]:
+    """An arq worker in this event loop, consuming the test Redis."""
+    worker = build_worker(settings, redis_url, build_adapters(settings), handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield
+    finally:
+        await worker.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+async def worker(
+    settings: Settings, redis_server: EmbeddedRedis, redis: Redis
+) -> AsyncIterator[None]:
+    async with running_worker(settings, redis_server.url):
+        yield
+
+
+def event(event_id: str = "evt-1", **overrides: Any) -> dict[str, Any]:
+    """A valid v1 event addressed to the four sandbox users; `overrides` replace top-level keys."""
+    body: dict[str, Any] = {
+        "event_id": event_id,
+        "type": "user.updated",
+        "occurred_at": "2026-11-22T10:15:00Z",
+        "source": "hris",
+        "user": {"id": "emp-42", "version": 1, "external_ids": dict(USER_IDS)},
+        "changes": {"email": "ada@example.com", "given_name": "Ada", "family_name": "Lovelace"},
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+EventFactory = Callable[..., dict[str, Any]]
