@@ -1,0 +1,228 @@
+"""Canonical changes -> Plaspy's `PATCH /api/users/{userId}` (RFC 6902), and its answer.
+
+Setting a field is an `add` (on an existing member RFC 6902 makes it a replace, so it holds
+whether or not the user has the field); clearing one is a `remove`. Plaspy reports failure in
+the body (`success: false`), even on HTTP 200, and counts API usage in every answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import jsonpatch
+import jsonpointer
+import orjson
+from pydantic import ValidationError
+
+from config.settings import VendorSettings
+from workers.errors import RetryableDeliveryError, SchemaRefused, VendorRefused
+from workers.vendors.base import (
+    ChangeSet,
+    Omission,
+    Translation,
+    VendorRequest,
+    VendorResult,
+    decode_json,
+    join_name,
+    raise_for_http_status,
+)
+from workers.vendors.plaspy.schema import PatchAnswer, PatchBody
+
+NAME_PARTS = ("given_name", "family_name", "display_name")
+PATHS = {
+    "email": "/email",
+    "job_title": "/description",
+    "start_date": "/from",
+    "end_date": "/expires",
+    "country": "/country",
+    "timezone": "/timeZone",
+    "role": "/group",
+    "active": "/disabled",
+    "password": "/password",
+}
+"""Canonical field -> JSON Patch path (SPEC §1); the name parts and tags are built apart."""
+USAGE_KEYS = ("apiUsage", "apiDailyUsage")
+MAX_MESSAGE = 500
+
+
+class PlaspyAdapter:
+    """Plaspy: one JSON Patch per user; the role map's values are free-form group names."""
+
+    kind: ClassVar[str] = "plaspy"
+
+    def __init__(self, name: str, settings: VendorSettings) -> None:
+        if settings.kind != self.kind:
+            raise ValueError(f"vendors.{name}.kind: {settings.kind!r} is not {self.kind!r}")
+        self.name = name
+        self.settings = settings
+
+    def translate(self, change: ChangeSet) -> Translation:
+        """The patch for the fields Plaspy has a home for; None when it would be empty."""
+        _check_id(change.vendor_user_id)
+        mapped: list[dict[str, Any]] = []
+        origin: dict[str, tuple[str, ...]] = {}
+        omitted: list[Omission] = []
+
+        touched, name = join_name(change)
+        if touched:
+            mapped.append(_op("/name", name))
+            origin["/name"] = tuple(part for part in NAME_PARTS if part in change.changes)
+        for field, value in change.changes.items():
+            if field in NAME_PARTS:
+                continue
+            if field == "tags":
+                for key in sorted(value):
+                    path = f"/tags/{jsonpointer.escape(key)}"
+                    mapped.append(_op(path, value[key]))
+                    origin[path] = (field,)
+            elif field in PATHS:
+                mapped.append(_op(PATHS[field], self._value(field, value)))
+                origin[PATHS[field]] = (field,)
+            else:
+                omitted.append(Omission(field, "no_home"))
+
+        extra = self._vendor_fields(change.vendor_fields)
+        overridden = {op["path"] for op in extra}
+        kept = []
+        for op in sorted(mapped, key=lambda op: str(op["path"])):
+            if any(_within(op["path"], path) for path in overridden):
+                omitted.extend(Omission(f, "vendor_fields_override") for f in origin[op["path"]])
+            else:
+                kept.append(op)
+        ops = kept + extra
+
+        ordered = tuple(sorted(set(omitted), key=lambda o: (o.field, o.reason)))
+        if not ops:
+            return Translation(request=None, omitted=ordered)
+        _validate(ops, "patch")
+        request = VendorRequest(
+            method="PATCH",
+            url=f"{self.settings.base}/api/users/{quote(change.vendor_user_id, safe='')}",
+            headers={
+                "Authorization": f"Bearer {self.settings.auth.token.get_secret_value()}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+            body=ops,
+        )
+        return Translation(request=request, omitted=ordered)
+
+    def read_response(self, status: int, headers: Mapping[str, str], body: bytes) -> VendorResult:
+        """Success only for a 2xx JSON object that does not say `success: false`."""
+        payload = decode_json(body)
+        message = None
+        if isinstance(payload, dict):
+            message = _text(payload.get("error")) or _text(payload.get("message"))
+        raise_for_http_status(status, headers, message)
+        try:
+            answer = PatchAnswer.model_validate(payload)
+        except ValidationError as exc:
+            raise RetryableDeliveryError(
+                "invalid_response",
+                http_status=status,
+                vendor_message=f"HTTP {status} without Plaspy's documented body "
+                "(a JSON object whose `success`, if present, is a boolean)",
+            ) from exc
+        if answer.success is False:
+            raise VendorRefused("vendor_refused", http_status=status, vendor_message=message)
+        usage = {
+            key: value
+            for key in USAGE_KEYS
+            if isinstance(value := payload.get(key), int) and not isinstance(value, bool)
+        }
+        return VendorResult(usage=usage)
+
+    def _value(self, field: str, value: Any) -> Any:
+        """A canonical value in Plaspy's terms; None (clear) stays None."""
+        if value is None:
+            return None
+        if field == "role":
+            if value not in self.settings.roles:
+                mapped = ", ".join(sorted(self.settings.roles)) or "none"
+                raise SchemaRefused(
+                    "unmapped_role",
+                    vendor_message=f"role {value!r} has no mapping in vendors.{self.name}.roles "
+                    f"(mapped: {mapped})",
+                )
+            return self.settings.roles[value]
+        if field == "active":
+            return not value
+        if isinstance(value, dt.date):
+            # The seed writes its validity dates as UTC midnights: 2024-01-01T00:00:00Z.
+            return f"{value.isoformat()}T00:00:00Z"
+        return value
+
+    def _vendor_fields(self, fields: Any) -> list[dict[str, Any]]:
+        """The event's Plaspy-native operations: a JSON Patch array on documented fields."""
+        if not fields:
+            return []
+        where = f"vendor_fields.{self.name}"
+        if not isinstance(fields, list | tuple):
+            raise SchemaRefused(
+                "invalid_vendor_fields",
+                vendor_message=f"{where}: must be a list of JSON Patch operations (RFC 6902), "
+                'e.g. [{"op": "add", "path": "/deviceId", "value": "dev-1"}]',
+            )
+        ops = [dict(op) if isinstance(op, Mapping) else op for op in fields]
+        _validate(ops, where, reason="invalid_vendor_fields")
+        return ops
+
+
+def _op(path: str, value: Any) -> dict[str, Any]:
+    """Set (add) a field, or clear (remove) it when the value is None."""
+    if value is None:
+        return {"op": "remove", "path": path}
+    return {"op": "add", "path": path, "value": value}
+
+
+def _within(path: str, parent: str) -> bool:
+    """Whether `path` is `parent` or lies beneath it."""
+    return path == parent or path.startswith(parent + "/")
+
+
+def _check_id(user_id: str) -> None:
+    """Refuse ids that a URL path would resolve away (`.`/`..`); everything else is quoted."""
+    if user_id in {".", ".."}:
+        raise SchemaRefused(
+            "invalid_vendor_id", vendor_message=f"{user_id!r} cannot be a Plaspy user id"
+        )
+
+
+def _validate(ops: list[Any], where: str, reason: str = "invalid_request") -> None:
+    """Check the shape of each operation (pydantic) and the patch as a whole (jsonpatch)."""
+    try:
+        PatchBody.validate_python(ops)
+        jsonpatch.JsonPatch(ops)
+    except ValidationError as exc:
+        raise SchemaRefused(reason, vendor_message=_describe(exc, where)) from exc
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+        raise SchemaRefused(reason, vendor_message=f"{where}: {exc}") from exc
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    """Each problem as `where[i].member: message`, without input values (they may be secrets)."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        index, *rest = error["loc"] or ("?",)
+        if rest and rest[0] in {"add", "replace", "test", "remove", "move", "copy"}:
+            rest = rest[1:]  # the union's tag, which the message already implies
+        path = f"{where}[{index}]" + "".join(f".{part}" for part in rest)
+        if error["type"] == "union_tag_not_found":
+            message = "the operation has no `op` member"
+        elif error["type"] == "union_tag_invalid":
+            message = "`op` must be one of add, remove, replace, move, copy, test"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {message}")
+    return "; ".join(lines)
+
+
+def _text(value: Any) -> str | None:
+    """The vendor's message as one bounded line of text."""
+    if value is None or value == "":
+        return None
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return text[:MAX_MESSAGE]

@@ -1,0 +1,141 @@
+"""Plaspy's documented shapes (seed 002): an RFC 6902 patch on the user's documented fields.
+
+The seed documents the body as JSON Patch operations and the user as a list of fields with
+their types; an operation is accepted when its shape is RFC 6902's, its path names one of those
+fields (or one tag, or one privilege), and any value it carries has that field's type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import jsonpointer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
+
+Check = tuple[Callable[[Any], bool], str]
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_str_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(item, str) for item in value.values())
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+STRING: Check = (_is_str, "a string")
+FIELDS: dict[str, Check] = {
+    "name": STRING,
+    "email": STRING,
+    "country": STRING,
+    "timeZone": STRING,
+    "description": STRING,
+    "message": STRING,
+    "group": STRING,
+    "deviceId": STRING,
+    "from": STRING,
+    "expires": STRING,
+    "password": STRING,
+    "disabled": (_is_bool, "a boolean"),
+    "adminDevices": (_is_int, "an integer"),
+    "tags": (_is_str_map, "an object of strings"),
+    "privileges": (_is_str_list, "an array of strings"),
+}
+"""The user's documented, writable fields and their types (id, creation, modification and
+lastLogin are the server's own and are left out)."""
+
+
+def check_path(path: str) -> Check:
+    """What a value at `path` must be; ValueError when the path is not a documented field."""
+    try:
+        parts = jsonpointer.JsonPointer(path).parts
+    except jsonpointer.JsonPointerException as exc:
+        raise ValueError(f"{path!r} is not a JSON Pointer: {exc}") from exc
+    if len(parts) == 1 and parts[0] in FIELDS:
+        return FIELDS[parts[0]]
+    if len(parts) == 2 and parts[0] == "tags" and parts[1]:
+        return STRING
+    if len(parts) == 2 and parts[0] == "privileges" and (parts[1] == "-" or parts[1].isdigit()):
+        return STRING
+    fields = ", ".join(f"/{name}" for name in FIELDS)
+    raise ValueError(
+        f"{path!r} is not a documented Plaspy user field (one of {fields}, /tags/<key> "
+        "or /privileges/<index>)"
+    )
+
+
+class _Operation(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
+
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _documented(cls, path: str) -> str:
+        check_path(path)
+        return path
+
+
+class ValueOperation(_Operation):
+    """add / replace / test: `value` is required and must fit the field."""
+
+    op: Literal["add", "replace", "test"]
+    value: Any
+
+    @model_validator(mode="after")
+    def _typed(self) -> ValueOperation:
+        accepts, expected = check_path(self.path)
+        if not accepts(self.value):
+            raise ValueError(f"the value for {self.path} must be {expected}")
+        return self
+
+
+class RemoveOperation(_Operation):
+    op: Literal["remove"]
+
+
+class FromOperation(_Operation):
+    """move / copy: `from` must name a documented field too."""
+
+    op: Literal["move", "copy"]
+    from_: str = Field(alias="from")
+
+    @field_validator("from_")
+    @classmethod
+    def _documented_from(cls, path: str) -> str:
+        check_path(path)
+        return path
+
+
+Operation = Annotated[ValueOperation | RemoveOperation | FromOperation, Field(discriminator="op")]
+PatchBody: TypeAdapter[list[Operation]] = TypeAdapter(list[Operation])
+"""The request body: a JSON array of operations."""
+
+
+class PatchAnswer(BaseModel):
+    """The answer: `success` (optional) says whether it applied; usage counters ride along."""
+
+    model_config = ConfigDict(extra="allow")
+
+    success: StrictBool | None = None
