@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     StrictBool,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -137,17 +138,19 @@ class Event(BaseModel):
             raise ValueError("must be RFC 3339 with a UTC offset, e.g. 2026-11-22T10:15:00Z")
         return value
 
-    @model_validator(mode="after")
-    def _apply_type(self) -> Event:
+    @field_validator("changes")
+    @classmethod
+    def _changes_fit_type(cls, changes: Changes, info: ValidationInfo) -> Changes:
         # user.deactivated / user.activated are sugar for a change of `active`.
-        if self.type != "user.updated":
-            wanted = self.type == "user.activated"
-            if "active" in self.changes.model_fields_set and self.changes.active is not wanted:
-                raise ValueError(f"changes.active contradicts type {self.type}")
-            self.changes.active = wanted
-        if not self.changes.model_fields_set:
+        event_type = info.data.get("type", "user.updated")
+        if event_type in ("user.deactivated", "user.activated"):
+            wanted = event_type == "user.activated"
+            if "active" in changes.model_fields_set and changes.active is not wanted:
+                raise ValueError(f"active contradicts type {event_type}")
+            changes.active = wanted
+        if not changes.model_fields_set:
             raise ValueError("changes must not be empty")
-        return self
+        return changes
 
     @property
     def order_key(self) -> int:
