@@ -24,7 +24,7 @@ Previewer = Callable[[Event, list[str]], Awaitable[dict[str, Any]]]
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
-PREVIEWER = web.AppKey("previewer", Previewer)  # type: ignore[arg-type]
+PREVIEWER: web.AppKey[Previewer] = web.AppKey("previewer")
 
 log = structlog.get_logger("usersync.gateway")
 

@@ -96,6 +96,9 @@ class Store:
         self, redis: Redis, retention_s: int, queue_name: str = default_queue_name
     ) -> None:
         self.redis = redis
+        # redis-py types asyncio commands as `Awaitable[T] | T`; `_commands` is the same client
+        # seen as Any so the awaits type-check without a cast at every call.
+        self._commands: Any = redis
         self.retention_ms = retention_s * 1000
         self.queue_name = queue_name
         self._ingest = redis.register_script(_INGEST)
@@ -135,7 +138,7 @@ class Store:
         return True, orjson.dumps(record.acceptance)
 
     async def load_delivery(self, source: str, event_id: str, target: str) -> StoredDelivery | None:
-        event_json, received_at, status = await self.redis.hmget(
+        event_json, received_at, status = await self._commands.hmget(
             keys.event(source, event_id), ["event", "received_at", f"t:{target}"]
         )
         if event_json is None or status is None:
@@ -147,14 +150,14 @@ class Store:
     ) -> None:
         """Record a target's new state; a dead one is also indexed for the dead-letter queue."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.event(source, event_id), f"t:{target}", status.to_json())
+            pipe.hset(keys.event(source, event_id), f"t:{target}", status.to_json().decode())
             if status.status == "dead":
                 pipe.zadd(keys.DEAD_LETTERS, {f"{source}|{event_id}|{target}": time.time()})
             await pipe.execute()
 
     async def event_status(self, source: str, event_id: str) -> dict[str, Any] | None:
         """The status answer of SPEC §2, or None if no such event is stored."""
-        raw = await self.redis.hgetall(keys.event(source, event_id))
+        raw = await self._commands.hgetall(keys.event(source, event_id))
         if not raw or b"event" not in raw:
             return None
         event = orjson.loads(raw[b"event"])
@@ -172,19 +175,19 @@ class Store:
         }
 
     async def get_link(self, user_id: str, vendor: str) -> str | None:
-        value = await self.redis.hget(keys.links(user_id), vendor)
+        value = await self._commands.hget(keys.links(user_id), vendor)
         return value.decode() if value is not None else None
 
     async def get_links(self, user_id: str) -> dict[str, str]:
-        raw = await self.redis.hgetall(keys.links(user_id))
+        raw = await self._commands.hgetall(keys.links(user_id))
         return {name.decode(): value.decode() for name, value in sorted(raw.items())}
 
     async def set_link(self, user_id: str, vendor: str, vendor_id: str) -> None:
-        await self.redis.hset(keys.links(user_id), vendor, vendor_id)
+        await self._commands.hset(keys.links(user_id), vendor, vendor_id)
 
     async def get_profile(self, user_id: str) -> dict[str, str]:
         """The newest known name parts of a user (for vendors with a single `name`)."""
-        values = await self.redis.hmget(keys.profile(user_id), list(NAME_PARTS))
+        values = await self._commands.hmget(keys.profile(user_id), list(NAME_PARTS))
         return {
             part: v.decode() for part, v in zip(NAME_PARTS, values, strict=True) if v is not None
         }

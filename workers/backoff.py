@@ -19,7 +19,7 @@ def retry_delay(
     a vendor outage; a vendor's own Retry-After is a floor, since calling earlier is refused.
     """
     ceiling = min(policy.max_delay_s, policy.base_delay_s * 2 ** (attempt - 1))
-    delay = random() * ceiling
+    delay: float = random() * ceiling
     if retry_after_s is not None:
         delay = max(delay, retry_after_s)
     return delay

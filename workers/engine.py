@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from config.settings import Settings
 from gateway.events import Event
-from usersync.status import TargetStatus, utc_now_iso
+from usersync.status import DeliveryState, TargetStatus, utc_now_iso
 from usersync.store import Store
 from workers.backoff import retry_delay
 from workers.errors import (
@@ -208,7 +208,7 @@ class DeliveryEngine:
         event_id: str,
         target: str,
         previous: TargetStatus,
-        state: str,
+        state: DeliveryState,
         error: str | None,
         http_status: int | None,
         *,
@@ -217,7 +217,7 @@ class DeliveryEngine:
     ) -> None:
         now = utc_now_iso()
         status = TargetStatus(
-            status=state,  # type: ignore[arg-type]
+            status=state,
             attempts=previous.attempts + (1 if attempted else 0),
             last_http_status=http_status if attempted else previous.last_http_status,
             last_error=error,
