@@ -119,7 +119,7 @@ class Sim:
 
 
 @contextlib.asynccontextmanager
-async def _serve(app: web.Application) -> AsyncIterator[str]:
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
@@ -135,7 +135,7 @@ async def _serve(app: web.Application) -> AsyncIterator[str]:
 async def sim() -> AsyncIterator[Sim]:
     """The sandbox with demo users, served on a free loopback port."""
     app = create_sandbox_app({kind: {token} for kind, token in TOKENS.items()})
-    async with aiohttp.ClientSession() as http, _serve(app) as url:
+    async with aiohttp.ClientSession() as http, serve_app(app) as url:
         yield Sim(url, http)
 
 
@@ -143,5 +143,5 @@ async def sim() -> AsyncIterator[Sim]:
 async def empty_sim() -> AsyncIterator[Sim]:
     """The sandbox without demo users."""
     app = create_sandbox_app({kind: {token} for kind, token in TOKENS.items()}, False)
-    async with aiohttp.ClientSession() as http, _serve(app) as url:
+    async with aiohttp.ClientSession() as http, serve_app(app) as url:
         yield Sim(url, http)

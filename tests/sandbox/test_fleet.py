@@ -158,6 +158,8 @@ async def test_email_of_another_user_is_409(sim: Sim) -> None:
 
 async def test_not_json_body_is_400(sim: Sim) -> None:
     """A body that is not JSON: 400 with a JSON error."""
-    answer = await sim.vendor("fleet", data=b"first_name=Ada", headers={"Content-Type": "application/json"})
+    answer = await sim.vendor(
+        "fleet", data=b"first_name=Ada", headers={"Content-Type": "application/json"}
+    )
     assert answer.status == 400
     assert answer.body["error"]["code"] == "bad_request"

@@ -131,7 +131,9 @@ async def test_unknown_user_is_404(sim: Sim) -> None:
 
 async def test_not_json_body_is_400(sim: Sim) -> None:
     """A body that is not JSON: 400 in Partoo's errors shape."""
-    answer = await sim.vendor("partoo", data=b"\xff\xfe", headers={"Content-Type": "application/json"})
+    answer = await sim.vendor(
+        "partoo", data=b"\xff\xfe", headers={"Content-Type": "application/json"}
+    )
     assert answer.status == 400
     assert "json" in answer.body["errors"]
 

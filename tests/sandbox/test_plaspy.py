@@ -91,7 +91,9 @@ async def test_fresh_user_has_every_field(empty_sim: Sim) -> None:
 
 async def test_password_is_hashed_and_never_answered(sim: Sim) -> None:
     """A password set by patch is stored hashed and never appears in the answer."""
-    answer = await sim.vendor("plaspy", [{"op": "replace", "path": "/password", "value": "S3cret!"}])
+    answer = await sim.vendor(
+        "plaspy", [{"op": "replace", "path": "/password", "value": "S3cret!"}]
+    )
     assert answer.body["success"] is True
     assert "password" not in answer.body
     assert "S3cret!" not in answer.text

@@ -1,0 +1,179 @@
+"""The control API: users, request journal, reset, health, and app construction."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from sandbox import DEMO_USERS, create_sandbox_app
+
+from .conftest import KINDS, TOKENS, Sim, serve_app
+
+
+async def test_healthz(sim: Sim) -> None:
+    """GET /_sandbox/healthz answers 200."""
+    answer = await sim.request("GET", "/_sandbox/healthz")
+    assert answer.status == 200
+
+
+def test_demo_user_ids() -> None:
+    """DEMO_USERS names the documented example user of each vendor."""
+    assert dict(DEMO_USERS) == {
+        "mileapp": "65c1f4eeca7c4816d94587b7",
+        "fleet": "42",
+        "plaspy": "usr-12345",
+        "partoo": "5309c3a237bbc544d8e26737",
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_demo_users_are_seeded(sim: Sim, kind: str) -> None:
+    """Each kind's demo user exists with an email set."""
+    user = await sim.user(kind)
+    assert user["email"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_no_demo_users_when_disabled(empty_sim: Sim, kind: str) -> None:
+    """seed_demo_users=False starts with no users: the vendor answers 404."""
+    answer = await empty_sim.request("GET", f"/_sandbox/{kind}/users/{DEMO_USERS[kind]}")
+    assert answer.status == 404
+    assert (await empty_sim.vendor(kind)).status == 404
+
+
+async def test_unknown_kind_is_404(sim: Sim) -> None:
+    """A kind that is not one of the four: 404 naming the known kinds."""
+    answer = await sim.request("GET", "/_sandbox/salesforce/requests")
+    assert answer.status == 404
+    assert "mileapp" in answer.body["error"]
+
+
+async def test_put_user_merges_onto_defaults(empty_sim: Sim) -> None:
+    """PUT creates a user with every documented field, the given ones overriding defaults."""
+    answer = await empty_sim.put_user("fleet", "7", {"first_name": "Grace", "id": 99})
+    assert answer.status == 200
+    assert answer.body["id"] == 7
+    assert answer.body["first_name"] == "Grace"
+    assert answer.body["role"] == "EMPLOYEE"
+    assert answer.body["departure_date"] is None
+    patched = await empty_sim.vendor("fleet", {"last_name": "Hopper"}, user_id="7")
+    assert patched.body["data"]["first_name"] == "Grace"
+
+
+async def test_put_user_replaces(sim: Sim) -> None:
+    """PUT replaces a stored user: fields not given fall back to the defaults."""
+    await sim.put_user("mileapp", DEMO_USERS["mileapp"], {"email": "new@mile.app"})
+    user = await sim.user("mileapp")
+    assert user["email"] == "new@mile.app"
+    assert user["name"] is None
+    assert user["_id"] == DEMO_USERS["mileapp"]
+
+
+async def test_put_user_hides_passwords(sim: Sim) -> None:
+    """A password given to the control API is not stored in clear."""
+    await sim.put_user("partoo", "p1", {"password": "Secret!123"})
+    await sim.put_user("plaspy", "u1", {"password": "Secret!123"})
+    assert (await sim.user("partoo", "p1"))["password_set"] is True
+    assert "Secret!123" not in str(await sim.user("partoo", "p1"))
+    assert (await sim.user("plaspy", "u1"))["password"].startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/_sandbox/fleet/users/abc", {}),
+        ("/_sandbox/fleet/users/042", {}),
+        ("/_sandbox/partoo/users/p1", ["not", "an", "object"]),
+    ],
+)
+async def test_put_user_refusals(sim: Sim, path: str, body: object) -> None:
+    """A Fleet id the vendor could not have, or a body that is not an object: 400."""
+    answer = await sim.request("PUT", path, body=body)
+    assert answer.status == 400
+
+
+async def test_put_user_not_json_is_400(sim: Sim) -> None:
+    """A PUT body that is not JSON: 400."""
+    answer = await sim.request(
+        "PUT", "/_sandbox/partoo/users/p1", data=b"nope", headers={"Content-Type": "text/plain"}
+    )
+    assert answer.status == 400
+
+
+async def test_journal_records_every_call_in_order(sim: Sim) -> None:
+    """Each call is journaled per vendor with method, path, headers, body, time and status."""
+    before = time.time()
+    await sim.vendor("fleet", {"first_name": "One"})
+    await sim.vendor("fleet", token="flt_sk_nope")
+    await sim.vendor("fleet", data=b"not json", headers={"Content-Type": "application/json"})
+    await sim.vendor("partoo")
+    journal = await sim.journal("fleet")
+    assert [entry["status"] for entry in journal] == [200, 401, 400]
+    first = journal[0]
+    assert first["method"] == "PATCH"
+    assert first["path"] == "/fleet/api/users/42"
+    assert first["body"] == {"first_name": "One"}
+    assert first["headers"]["Authorization"] == f"Bearer {TOKENS['fleet']}"
+    assert first["headers"]["Content-Type"] == "application/json"
+    assert journal[2]["body"] == "not json"
+    times = [entry["received_at"] for entry in journal]
+    assert times == sorted(times)
+    assert times[0] >= before
+    partoo = await sim.journal("partoo")
+    assert len(partoo) == 1
+    assert partoo[0]["headers"]["x-APIKey"] == TOKENS["partoo"]
+    assert partoo[0]["method"] == "POST"
+
+
+async def test_journal_records_unknown_routes(sim: Sim) -> None:
+    """A call to a path the vendor does not serve is journaled with its 404."""
+    answer = await sim.request("PATCH", "/plaspy/users/usr-12345", body=[])
+    assert answer.status == 404
+    assert answer.body["success"] is False
+    journal = await sim.journal("plaspy")
+    assert [(e["path"], e["status"]) for e in journal] == [("/plaspy/users/usr-12345", 404)]
+
+
+async def test_delete_requests_clears_every_journal(sim: Sim) -> None:
+    """DELETE /_sandbox/requests empties the journals of all vendors."""
+    for kind in KINDS:
+        await sim.vendor(kind)
+    answer = await sim.request("DELETE", "/_sandbox/requests")
+    assert answer.status == 200
+    for kind in KINDS:
+        assert await sim.journal(kind) == []
+
+
+async def test_reset_restores_users_and_clears_faults_and_journals(sim: Sim) -> None:
+    """POST /_sandbox/reset: demo users as seeded, no extra users, no faults, empty journals."""
+    await sim.vendor("mileapp", {"_id": DEMO_USERS["mileapp"], "name": "Changed"})
+    await sim.put_user("partoo", "extra", {})
+    await sim.fault("fleet", status=503)
+    answer = await sim.request("POST", "/_sandbox/reset")
+    assert answer.status == 200
+    assert (await sim.user("mileapp"))["name"] == "Example"
+    assert (await sim.request("GET", "/_sandbox/partoo/users/extra")).status == 404
+    assert await sim.journal("mileapp") == []
+    assert (await sim.vendor("fleet")).status == 200
+
+
+async def test_apps_do_not_share_state(sim: Sim, empty_sim: Sim) -> None:
+    """Two sandbox apps in one process keep separate users and journals."""
+    await sim.vendor("fleet")
+    assert await empty_sim.journal("fleet") == []
+
+
+def test_unknown_kind_in_tokens_is_refused() -> None:
+    """A tokens mapping naming an unknown vendor kind is a configuration mistake."""
+    with pytest.raises(ValueError, match="unknown vendor kinds"):
+        create_sandbox_app({"salesforce": {"x"}})
+
+
+async def test_kind_without_tokens_refuses_everyone(sim: Sim) -> None:
+    """A kind left out of `tokens` accepts no credential at all."""
+    app = create_sandbox_app({"fleet": {TOKENS["fleet"]}})
+    async with serve_app(app) as url:
+        other = Sim(url, sim.http)
+        assert (await other.vendor("mileapp")).status == 401
+        assert (await other.vendor("fleet")).status == 200
