@@ -164,7 +164,7 @@ class PlaspyAdapter:
             raise SchemaRefused(
                 "invalid_vendor_fields",
                 vendor_message=f"{where}: must be a list of JSON Patch operations (RFC 6902), "
-                'e.g. [{"op": "add", "path": "/deviceId", "value": "dev-1"}]',
+                'e.g. [{"op": "add", "path": "/country", "value": "Colombia"}]',
             )
         ops = [dict(op) if isinstance(op, Mapping) else op for op in fields]
         _validate(ops, where, reason="invalid_vendor_fields")
