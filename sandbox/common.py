@@ -60,6 +60,7 @@ class Call:
     body: Any
 
     def fail(self, status: int, message: str) -> web.Response:
+        """Answer in the vendor's failure shape."""
         return self.vendor.failure(self.state, status, message)
 
 

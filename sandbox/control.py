@@ -101,10 +101,12 @@ def _state(request: web.Request) -> SandboxState:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness, for scripts waiting for the sandbox to listen."""
     return web.json_response({"status": "ok"})
 
 
 async def get_user(request: web.Request) -> web.Response:
+    """The stored user document, as the simulator sees it (passwords hashed or flagged)."""
     kind = _kind(request)
     user = _state(request).user(kind, request.match_info["user_id"])
     if user is None:
@@ -125,6 +127,7 @@ async def put_user(request: web.Request) -> web.Response:
 
 
 async def add_fault(request: web.Request) -> web.Response:
+    """Queue a fault for the kind; answers the faults now pending."""
     kind = _kind(request)
     fault = parse_fault(await _object(request, optional=True))
     state = _state(request)
@@ -133,27 +136,32 @@ async def add_fault(request: web.Request) -> web.Response:
 
 
 async def list_faults(request: web.Request) -> web.Response:
+    """The faults still pending for the kind, with their remaining counts."""
     kind = _kind(request)
     return web.json_response({"faults": [item.describe() for item in _state(request).faults[kind]]})
 
 
 async def clear_faults(request: web.Request) -> web.Response:
+    """Drop every pending fault of the kind."""
     kind = _kind(request)
     _state(request).faults[kind].clear()
     return web.json_response({"faults": []})
 
 
 async def get_requests(request: web.Request) -> web.Response:
+    """Every call the kind received, oldest first, with the status it was answered."""
     kind = _kind(request)
     return web.json_response([entry.describe() for entry in _state(request).journals[kind]])
 
 
 async def clear_requests(request: web.Request) -> web.Response:
+    """Empty the journals of all kinds."""
     _state(request).clear_journals()
     return web.json_response({"cleared": True})
 
 
 async def reset(request: web.Request) -> web.Response:
+    """Back to a fresh sandbox: demo users only, no faults, empty journals."""
     _state(request).reset()
     return web.json_response({"reset": True})
 

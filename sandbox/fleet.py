@@ -69,6 +69,7 @@ def _code(status: int) -> str:
 
 
 def failure(state: SandboxState, status: int, message: str) -> web.Response:
+    """The seed documents no error body: a JSON `{"error": {code, message}}` it is."""
     return web.json_response({"error": {"code": _code(status), "message": message}}, status=status)
 
 

@@ -65,6 +65,7 @@ def _usage(state: SandboxState) -> dict[str, int]:
 
 
 def failure(state: SandboxState, status: int, message: str) -> web.Response:
+    """The seed's error example: `success: false`, `error`, and the usage counters."""
     return web.json_response({"success": False, "error": message, **_usage(state)}, status=status)
 
 

@@ -127,14 +127,17 @@ class SandboxState:
         return found
 
     def user(self, kind: str, user_id: str) -> Document | None:
+        """The stored (mutable) document, or None when the vendor would answer 404."""
         return self.users[kind].get(user_id)
 
     def put_user(self, kind: str, user_id: str, fields: Mapping[str, Any]) -> Document:
+        """Create or replace a user from the control API."""
         doc = self.models[kind].build(user_id, fields)
         self.users[kind][user_id] = doc
         return doc
 
     def add_fault(self, kind: str, fault: Fault) -> None:
+        """Queue a fault behind those already pending for the kind."""
         self.faults[kind].append(fault)
 
     def take_fault(self, kind: str) -> Fault | None:
@@ -172,6 +175,7 @@ class SandboxState:
         return entry
 
     def clear_journals(self) -> None:
+        """Forget every journaled call, of every kind (counters keep counting)."""
         for journal in self.journals.values():
             journal.clear()
 
