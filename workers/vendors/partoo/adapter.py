@@ -81,11 +81,10 @@ class PartooAdapter:
                 omitted.append(Omission(field, "no_home"))
             elif value is None:
                 omitted.append(Omission(field, "not_clearable"))
-            elif field == "language" and (lang := partoo_lang(value)) is None:
+            elif (sent := self._value(field, value)) is None:
                 omitted.append(Omission(field, "unsupported_language"))
             else:
-                body[key] = lang if field == "language" else self._value(field, value)
-                origin[key] = field
+                body[key], origin[key] = sent, field
 
         for key, value in self._vendor_fields(change.vendor_fields).items():
             if key in origin:
@@ -127,7 +126,10 @@ class PartooAdapter:
         return VendorResult()
 
     def _value(self, field: str, value: Any) -> Any:
-        """A canonical value in Partoo's terms (role mapped, active inverted, policy checked)."""
+        """A canonical value in Partoo's terms (role mapped, active inverted, policy checked);
+        None for a language Partoo does not offer."""
+        if field == "language":
+            return partoo_lang(value)
         if field == "role":
             if value not in self.settings.roles:
                 mapped = ", ".join(sorted(self.settings.roles)) or "none"

@@ -74,7 +74,7 @@ class PlaspyAdapter:
             if field in NAME_PARTS:
                 continue
             if field == "tags":
-                for key in sorted(value):
+                for key in sorted(value or {}):
                     path = f"/tags/{jsonpointer.escape(key)}"
                     mapped.append(_op(path, value[key]))
                     origin[path] = (field,)
