@@ -128,7 +128,11 @@ class Event(BaseModel):
     source: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] | None = None
     user: UserRef
     changes: Changes = Field(default_factory=Changes)
-    vendor_fields: dict[VendorInstance, dict[str, Any]] = Field(default_factory=dict, max_length=50)
+    # An object of vendor-native fields, or for Plaspy a JSON Patch array: the vendor's adapter
+    # validates it against that vendor's schema (a refusal is a permanent failure, never sent).
+    vendor_fields: dict[VendorInstance, dict[str, Any] | list[dict[str, Any]]] = Field(
+        default_factory=dict, max_length=50
+    )
     targets: list[VendorInstance] | None = Field(default=None, min_length=1, max_length=50)
 
     @field_validator("occurred_at")

@@ -25,7 +25,7 @@ from usersync.status import FINAL_STATES
 from usersync.store import Store
 from workers.preview import make_previewer
 from workers.vendors.registry import build_adapters
-from workers.worker import build_worker
+from workers.worker import build_worker, stop_worker
 
 HRIS_TOKEN = "test-hris-token-0123456789"
 IDP_TOKEN = "test-idp-token-0123456789"
@@ -236,7 +236,7 @@ async def running_worker(settings: Settings, redis_url: str) -> AsyncIterator[No
     try:
         yield
     finally:
-        await worker.close()
+        await stop_worker(worker, grace_s=5)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -386,3 +386,53 @@ async def test_unknown_vendor_user_is_dead_with_404(gateway: Gateway, sandbox: S
     assert state["status"] == "dead"
     assert state["last_http_status"] == 404
     assert state["attempts"] == 1
+
+
+async def test_vendor_fields_pass_through_after_validation(
+    gateway: Gateway, sandbox: Sandbox
+) -> None:
+    """Vendor-native fields reach the vendor as-is: a Partoo object, a Plaspy JSON Patch array."""
+    state = await deliver(
+        gateway,
+        "partoo",
+        {"email": "a@example.com"},
+        vendor_fields={"partoo": {"business_ids": ["b1"]}},
+    )
+    assert state["status"] == "delivered", state
+    assert (await sandbox.requests("partoo"))[0]["body"] == {
+        "email": "a@example.com",
+        "business_ids": ["b1"],
+    }
+    ops = [{"op": "add", "path": "/tags/team", "value": "blue"}]
+    state = await deliver(
+        gateway,
+        "plaspy",
+        {"email": "a@example.com"},
+        event_id="evt-2",
+        vendor_fields={"plaspy": ops},
+    )
+    assert state["status"] == "delivered", state
+    assert (await sandbox.user("plaspy", USER_IDS["plaspy"]))["tags"]["team"] == "blue"
+
+
+async def test_vendor_fields_refused_by_the_vendor_schema_are_dead(
+    gateway: Gateway, sandbox: Sandbox
+) -> None:
+    """Vendor fields the vendor's schema refuses are dead with the field path, and not sent."""
+    state = await deliver(
+        gateway,
+        "fleet-eu",
+        {"email": "a@example.com"},
+        vendor_fields={"fleet-eu": {"shoe_size": 42}},
+    )
+    assert state["status"] == "dead"
+    assert "vendor_fields.fleet-eu" in state["last_error"]
+    state = await deliver(
+        gateway,
+        "partoo",
+        {"email": "a@example.com"},
+        event_id="evt-2",
+        vendor_fields={"partoo": [{"op": "add"}]},
+    )
+    assert state["status"] == "dead"
+    assert await sandbox.requests("fleet") == [] and await sandbox.requests("partoo") == []

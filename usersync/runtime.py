@@ -23,7 +23,7 @@ from usersync.store import Store
 from workers.preview import make_previewer
 from workers.vendors.base import VendorAdapter
 from workers.vendors.registry import build_adapters
-from workers.worker import build_worker
+from workers.worker import build_worker, stop_worker
 
 log = structlog.get_logger("usersync")
 
@@ -88,11 +88,7 @@ async def running_worker(
     try:
         yield
     finally:
-        worker.allow_pick_jobs = False
-        running = [job for job in worker.tasks.values() if not job.done()]
-        if running:
-            await asyncio.wait(running, timeout=SHUTDOWN_GRACE_S)
-        await worker.close()
+        await stop_worker(worker, SHUTDOWN_GRACE_S)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

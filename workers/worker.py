@@ -8,6 +8,8 @@ JSON, not pickle, because the gateway writes them itself (`usersync.store`).
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -84,3 +86,20 @@ def build_worker(
         health_check_interval=30,
         log_results=False,
     )
+
+
+async def stop_worker(worker: Worker, grace_s: float) -> None:
+    """Stop taking jobs, give running deliveries `grace_s`, cancel the rest, then close.
+
+    arq's own `close()` cancels running jobs and then gathers them, so a job cancelled before
+    its function started makes `close()` raise CancelledError and skip closing the Redis pool
+    and our HTTP session. Cancelled jobs keep their queue entry and run again (at-least-once).
+    """
+    worker.allow_pick_jobs = False
+    running = [task for task in worker.tasks.values() if not task.done()]
+    if running:
+        await asyncio.wait(running, timeout=grace_s)
+    worker.handle_sig(signal.SIGUSR1)
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    worker.tasks.clear()
+    await worker.close()

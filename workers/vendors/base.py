@@ -8,7 +8,7 @@ and the worker run exactly the same code, and adapters are tested without a netw
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Protocol
@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from config.settings import VendorSettings
-from workers.errors import RetryableDeliveryError, VendorRefused
+from workers.errors import RetryableDeliveryError, SchemaRefused, VendorRefused
 
 MASK = "***"
 SECRET_HEADERS = frozenset({"authorization", "x-apikey"})
@@ -36,7 +36,7 @@ class ChangeSet:
     user_id: str
     vendor_user_id: str
     changes: Mapping[str, Any]
-    vendor_fields: Mapping[str, Any] = field(default_factory=dict)
+    vendor_fields: Mapping[str, Any] | Sequence[Mapping[str, Any]] = field(default_factory=dict)
     profile: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -176,3 +176,14 @@ def join_name(change: ChangeSet) -> tuple[bool, str | None]:
         return True, known["display_name"]
     joined = " ".join(part for part in (known["given_name"], known["family_name"]) if part)
     return True, joined or None
+
+
+def object_vendor_fields(
+    fields: Mapping[str, Any] | Sequence[Mapping[str, Any]], where: str
+) -> dict[str, Any]:
+    """`vendor_fields` for a vendor whose body is an object: refuse an array (Plaspy's shape)."""
+    if not isinstance(fields, Mapping):
+        raise SchemaRefused(
+            "invalid_vendor_fields", vendor_message=f"{where}: must be an object of body fields"
+        )
+    return dict(fields)

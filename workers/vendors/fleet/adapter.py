@@ -7,7 +7,7 @@ nullable) and `password` (null leaves it unchanged): clearing those is left out,
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -22,6 +22,7 @@ from workers.vendors.base import (
     VendorRequest,
     VendorResult,
     decode_json,
+    object_vendor_fields,
     raise_for_http_status,
 )
 from workers.vendors.fleet.schema import ROLES, USER_ID, GetUserResponse, PatchUserBody
@@ -144,10 +145,13 @@ class FleetAdapter:
             return value.isoformat()
         return value
 
-    def _vendor_fields(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+    def _vendor_fields(
+        self, given: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
         """The event's Fleet-native fields, checked against `PatchUserBody`."""
-        if not fields:
+        if not given:
             return {}
+        fields = object_vendor_fields(given, f"vendor_fields.{self.name}")
         try:
             PatchUserBody.model_validate(dict(fields))
         except ValidationError as exc:

@@ -6,7 +6,7 @@ MileApp's path carries no user id: the id travels in the body under `settings.id
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -22,6 +22,7 @@ from workers.vendors.base import (
     VendorResult,
     decode_json,
     join_name,
+    object_vendor_fields,
     raise_for_http_status,
 )
 from workers.vendors.mileapp.schema import PatchUserAnswer, PatchUserBody
@@ -120,10 +121,13 @@ class MileAppAdapter:
             raise VendorRefused("vendor_refused", http_status=status, vendor_message=message)
         return VendorResult(message=message)
 
-    def _vendor_fields(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+    def _vendor_fields(
+        self, given: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
         """The event's MileApp-native fields, checked against `patchUserRequest`."""
-        if not fields:
+        if not given:
             return {}
+        fields = object_vendor_fields(given, f"vendor_fields.{self.name}")
         try:
             PatchUserBody.model_validate(dict(fields))
         except ValidationError as exc:

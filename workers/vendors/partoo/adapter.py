@@ -7,7 +7,7 @@ answers 4xx with an `errors` object that is flattened into one line for operator
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -22,6 +22,7 @@ from workers.vendors.base import (
     VendorRequest,
     VendorResult,
     decode_json,
+    object_vendor_fields,
     raise_for_http_status,
 )
 from workers.vendors.partoo.schema import (
@@ -147,10 +148,13 @@ class PartooAdapter:
             )
         return value
 
-    def _vendor_fields(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+    def _vendor_fields(
+        self, given: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
         """The event's Partoo-native fields, checked against the update-user body."""
-        if not fields:
+        if not given:
             return {}
+        fields = object_vendor_fields(given, f"vendor_fields.{self.name}")
         where = f"vendor_fields.{self.name}"
         password = fields.get("password")
         if isinstance(password, str) and (problems := password_problems(password)):
