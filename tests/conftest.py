@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,6 +18,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import yaml
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -270,3 +275,32 @@ def project_root() -> Path:
 
 
 EventFactory = Callable[..., dict[str, Any]]
+
+
+def write_config(tmp_path: Path, redis_url: str, sandbox_url: str, **overrides: Any) -> Path:
+    """The test settings as a YAML file, for usersync processes."""
+    path = tmp_path / "usersync.yaml"
+    path.write_text(yaml.safe_dump(make_raw_settings(redis_url, sandbox_url, **overrides)))
+    return path
+
+
+def start_usersync(command: str, config: Path) -> subprocess.Popen[bytes]:
+    """A real `usersync <command>` process (its output discarded)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "usersync", command, "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    """Signal a process and reap it (killing it if it ignores the signal); its exit code."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode

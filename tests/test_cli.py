@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,8 +14,19 @@ from pathlib import Path
 import aiohttp
 import orjson
 import yaml
+from redis.asyncio import Redis
 
-from usersync.redis_server import free_port
+from tests.conftest import (
+    ADMIN_TOKEN,
+    Gateway,
+    Sandbox,
+    event,
+    make_settings,
+    start_usersync,
+    stop,
+    write_config,
+)
+from usersync.redis_server import EmbeddedRedis, free_port
 
 PASSWORD = "Str0ng-Passw0rd!"
 
@@ -205,3 +217,37 @@ async def test_usersync_run_delivers_to_all_four_sandbox_vendors(
         assert line["outcome"] == "delivered"
     assert PASSWORD.encode() not in stdout + stderr
     assert any(line.get("event") == "embedded_redis_stopped" for line in lines)
+
+
+async def test_gateway_and_worker_processes_share_one_redis(
+    redis_server: EmbeddedRedis, redis: Redis, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """`usersync gateway` and `usersync worker` as separate processes deliver through one Redis,
+    and both exit 0 on SIGTERM."""
+    port = free_port()
+    config = write_config(
+        tmp_path, redis_server.url, sandbox.url, gateway={"port": port, "admin_token": ADMIN_TOKEN}
+    )
+    gateway = start_usersync("gateway", config)
+    worker = start_usersync("worker", config)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with http.get(url + "/readyz") as response:
+                        if response.status == 200:
+                            break
+                assert time.monotonic() < deadline, "usersync gateway never became ready"
+                await asyncio.sleep(0.1)
+            client = Gateway(url, http, make_settings(redis_server.url, sandbox.url))
+            assert (await client.post(event(targets=["fleet-eu", "plaspy"])))[0] == 202
+            final = await client.wait_final("evt-1", timeout_s=20)
+    finally:
+        codes = (stop(gateway), stop(worker))
+    assert {t: s["status"] for t, s in final["targets"].items()} == {
+        "fleet-eu": "delivered",
+        "plaspy": "delivered",
+    }
+    assert codes == (0, 0)

@@ -123,6 +123,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any], Any]] = [
     ),
     ("mileapp", {"phone": None}, None),
     ("mileapp", {"email": None}, None),
+    ("mileapp", {"display_name": None, "given_name": None, "family_name": None}, None),
     ("mileapp", {"job_title": "Engineer", "role": "admin"}, None),
     # Fleet: partial body, null clears nullable fields.
     ("fleet-eu", {"email": "ada@example.com"}, {"email": "ada@example.com"}),
@@ -151,6 +152,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any], Any]] = [
     ("fleet-eu", {"role": "admin"}, {"role": "ADMIN"}),
     ("fleet-eu", {"password": "Secret-Passw0rd"}, {"password": "Secret-Passw0rd"}),
     ("fleet-eu", {"email": None}, None),
+    ("fleet-eu", {"role": None}, None),
     (
         "fleet-eu",
         {"display_name": "Ada", "country": "FR", "timezone": "Europe/Paris", "active": False},
@@ -206,6 +208,9 @@ FIELD_CASES: list[tuple[str, dict[str, Any], Any]] = [
         [{"op": "add", "path": "/password", "value": "Secret-Passw0rd"}],
     ),
     ("plaspy", {"tags": {"vip": "true"}}, [{"op": "add", "path": "/tags/vip", "value": "true"}]),
+    ("plaspy", {"email": None}, [{"op": "remove", "path": "/email"}]),
+    ("plaspy", {"display_name": None}, [{"op": "remove", "path": "/name"}]),
+    ("plaspy", {"role": None}, [{"op": "remove", "path": "/group"}]),
     ("plaspy", {"phone": "+33123456789", "language": "fr"}, None),
     # Partoo: POST with patch semantics; no nullable field.
     ("partoo", {"email": "ada@example.com"}, {"email": "ada@example.com"}),
@@ -221,6 +226,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any], Any]] = [
     ("partoo", {"language": "en-GB"}, {"lang": "en"}),
     ("partoo", {"language": "ja"}, None),
     ("partoo", {"given_name": None}, None),
+    ("partoo", {"email": None, "role": None, "family_name": None}, None),
     ("partoo", {"phone": "+33123456789", "job_title": "Engineer"}, None),
 ]
 
@@ -335,12 +341,12 @@ async def test_body_level_failure_on_http_200_is_dead(
 
 async def test_partoo_400_is_dead_with_partoo_message(gateway: Gateway, sandbox: Sandbox) -> None:
     """A Partoo 400 is permanent, and its `errors` message is in the status."""
-    await sandbox.put_user("partoo", USER_IDS["partoo"], {})
-    await sandbox.fault("partoo", status=400)
+    await sandbox.fault("partoo", status=400, body_failure="email already used by another user")
     state = await deliver(gateway, "partoo", {"email": "a@example.com"})
     assert state["status"] == "dead"
     assert state["last_http_status"] == 400
     assert state["attempts"] == 1
+    assert "email already used by another user" in state["last_error"]
 
 
 async def test_5xx_then_success_is_retried(gateway: Gateway, sandbox: Sandbox) -> None:

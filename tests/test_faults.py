@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from redis.asyncio import Redis
 
 from tests.conftest import (
@@ -24,6 +19,9 @@ from tests.conftest import (
     make_settings,
     running_gateway,
     running_worker,
+    start_usersync,
+    stop,
+    write_config,
 )
 from usersync.redis_server import EmbeddedRedis, free_port
 
@@ -47,31 +45,6 @@ async def test_vendor_refusing_connections_is_retried_then_dead(
     assert final["targets"]["partoo"]["status"] == "delivered"
 
 
-def write_config(tmp_path: Path, redis_url: str, sandbox_url: str, **overrides: Any) -> Path:
-    path = tmp_path / "usersync.yaml"
-    path.write_text(yaml.safe_dump(make_raw_settings(redis_url, sandbox_url, **overrides)))
-    return path
-
-
-def start_worker_process(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "usersync", "worker", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.mark.timeout(90)
 async def test_events_waiting_for_a_worker_are_delivered_when_it_starts(
     redis_server: EmbeddedRedis,
@@ -93,7 +66,7 @@ async def test_events_waiting_for_a_worker_are_delivered_when_it_starts(
         assert await redis.zcard("arq:queue") == 20
 
         await sandbox.fault("fleet", latency_ms=300, count=20)
-        first = start_worker_process(config)
+        first = start_usersync("worker", config)
         try:
             deadline = time.monotonic() + 20
             while not await sandbox.requests("fleet"):
@@ -102,7 +75,7 @@ async def test_events_waiting_for_a_worker_are_delivered_when_it_starts(
         finally:
             stop(first, signal.SIGTERM)
 
-        second = start_worker_process(config)
+        second = start_usersync("worker", config)
         try:
             finals = [await gateway.wait_final(f"evt-{n}", timeout_s=30) for n in range(20)]
         finally:
@@ -137,7 +110,7 @@ async def test_worker_killed_mid_delivery_loses_nothing(
         await sandbox.fault("partoo", latency_ms=1500, count=5)
         for n in range(5):
             assert (await gateway.post(event(f"evt-{n}", targets=["partoo"])))[0] == 202
-        victim = start_worker_process(config)
+        victim = start_usersync("worker", config)
         try:
             deadline = time.monotonic() + 20
             while len(await redis.keys("arq:in-progress:*")) < 5:
@@ -146,7 +119,7 @@ async def test_worker_killed_mid_delivery_loses_nothing(
             await asyncio.sleep(0.3)  # the calls are now waiting on the slow vendor
         finally:
             stop(victim, signal.SIGKILL)
-        successor = start_worker_process(config)
+        successor = start_usersync("worker", config)
         try:
             finals = [await gateway.wait_final(f"evt-{n}", timeout_s=60) for n in range(5)]
         finally:
