@@ -170,6 +170,12 @@ class Settings(_Strict):
                 raise ValueError(
                     f"sources.{source.name}.allowed_targets: unknown vendor instances {unknown}"
                 )
+        for name, vendor in self.vendors.items():
+            if vendor.timeout_s >= self.worker.job_timeout_s:
+                raise ValueError(
+                    f"vendors.{name}.timeout_s: {vendor.timeout_s} must be below "
+                    f"worker.job_timeout_s ({self.worker.job_timeout_s}), or arq cancels the call"
+                )
         return self
 
     def source(self, name: str) -> SourceSettings | None:
