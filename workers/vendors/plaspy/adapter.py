@@ -10,24 +10,24 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 import jsonpatch
 import jsonpointer
-import orjson
 from pydantic import ValidationError
 
-from config.settings import VendorSettings
-from workers.errors import RetryableDeliveryError, SchemaRefused, VendorRefused
+from workers.errors import SchemaRefused, VendorRefused
 from workers.vendors.base import (
+    AdapterBase,
     ChangeSet,
     Omission,
     Translation,
     VendorRequest,
     VendorResult,
-    decode_json,
     join_name,
-    raise_for_http_status,
+    json_headers,
+    path_segment,
+    sorted_omissions,
+    vendor_text,
 )
 from workers.vendors.plaspy.schema import PatchAnswer, PatchBody
 
@@ -45,23 +45,20 @@ PATHS = {
 }
 """Canonical field -> JSON Patch path (SPEC §1); the name parts and tags are built apart."""
 USAGE_KEYS = ("apiUsage", "apiDailyUsage")
-MAX_MESSAGE = 500
 
 
-class PlaspyAdapter:
+class PlaspyAdapter(AdapterBase[PatchAnswer]):
     """Plaspy: one JSON Patch per user; the role map's values are free-form group names."""
 
     kind: ClassVar[str] = "plaspy"
-
-    def __init__(self, name: str, settings: VendorSettings) -> None:
-        if settings.kind != self.kind:
-            raise ValueError(f"vendors.{name}.kind: {settings.kind!r} is not {self.kind!r}")
-        self.name = name
-        self.settings = settings
+    answer_model = PatchAnswer
+    answer_doc = (
+        "Plaspy's documented body (a JSON object whose `success`, if present, is a boolean)"
+    )
 
     def translate(self, change: ChangeSet) -> Translation:
         """The patch for the fields Plaspy has a home for; None when it would be empty."""
-        _check_id(change.vendor_user_id)
+        user_id = path_segment(change.vendor_user_id, "Plaspy")
         mapped: list[dict[str, Any]] = []
         origin: dict[str, tuple[str, ...]] = {}
         omitted: list[Omission] = []
@@ -94,38 +91,28 @@ class PlaspyAdapter:
                 kept.append(op)
         ops = kept + extra
 
-        ordered = tuple(sorted(set(omitted), key=lambda o: (o.field, o.reason)))
+        ordered = sorted_omissions(omitted)
         if not ops:
             return Translation(request=None, omitted=ordered)
         _validate(ops, "patch")
         request = VendorRequest(
             method="PATCH",
-            url=f"{self.settings.base}/api/users/{quote(change.vendor_user_id, safe='')}",
-            headers={
-                "Authorization": f"Bearer {self.settings.auth.token.get_secret_value()}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            },
+            url=f"{self.settings.base}/api/users/{user_id}",
+            headers=json_headers(
+                {"Authorization": f"Bearer {self.settings.auth.token.get_secret_value()}"}
+            ),
             body=ops,
         )
         return Translation(request=request, omitted=ordered)
 
-    def read_response(self, status: int, headers: Mapping[str, str], body: bytes) -> VendorResult:
-        """Success only for a 2xx JSON object that does not say `success: false`."""
-        payload = decode_json(body)
-        message = None
-        if isinstance(payload, dict):
-            message = _text(payload.get("error")) or _text(payload.get("message"))
-        raise_for_http_status(status, headers, message)
-        try:
-            answer = PatchAnswer.model_validate(payload)
-        except ValidationError as exc:
-            raise RetryableDeliveryError(
-                "invalid_response",
-                http_status=status,
-                vendor_message=f"HTTP {status} without Plaspy's documented body "
-                "(a JSON object whose `success`, if present, is a boolean)",
-            ) from exc
+    def vendor_message(self, payload: dict[str, Any]) -> str | None:
+        """Plaspy's `error`, else its `message`."""
+        return vendor_text(payload.get("error")) or vendor_text(payload.get("message"))
+
+    def result(
+        self, answer: PatchAnswer, payload: Any, status: int, message: str | None
+    ) -> VendorResult:
+        """Success unless the body says `success: false`; usage counters are reported."""
         if answer.success is False:
             raise VendorRefused("vendor_refused", http_status=status, vendor_message=message)
         usage = {
@@ -140,14 +127,7 @@ class PlaspyAdapter:
         if value is None:
             return None
         if field == "role":
-            if value not in self.settings.roles:
-                mapped = ", ".join(sorted(self.settings.roles)) or "none"
-                raise SchemaRefused(
-                    "unmapped_role",
-                    vendor_message=f"role {value!r} has no mapping in vendors.{self.name}.roles "
-                    f"(mapped: {mapped})",
-                )
-            return self.settings.roles[value]
+            return self.map_role(value)
         if field == "active":
             return not value
         if isinstance(value, dt.date):
@@ -156,7 +136,7 @@ class PlaspyAdapter:
         return value
 
     def _vendor_fields(self, fields: Any) -> list[dict[str, Any]]:
-        """The event's Plaspy-native operations: a JSON Patch array on documented fields."""
+        """The event's Plaspy-native operations: a JSON Patch array on writable fields."""
         if not fields:
             return []
         where = f"vendor_fields.{self.name}"
@@ -181,14 +161,6 @@ def _op(path: str, value: Any) -> dict[str, Any]:
 def _within(path: str, parent: str) -> bool:
     """Whether `path` is `parent` or lies beneath it."""
     return path == parent or path.startswith(parent + "/")
-
-
-def _check_id(user_id: str) -> None:
-    """Refuse ids that a URL path would resolve away (`.`/`..`); everything else is quoted."""
-    if user_id in {".", ".."}:
-        raise SchemaRefused(
-            "invalid_vendor_id", vendor_message=f"{user_id!r} cannot be a Plaspy user id"
-        )
 
 
 def _validate(ops: list[Any], where: str, reason: str = "invalid_request") -> None:
@@ -218,11 +190,3 @@ def _describe(exc: ValidationError, where: str) -> str:
             message = error["msg"].removeprefix("Value error, ")
         lines.append(f"{path}: {message}")
     return "; ".join(lines)
-
-
-def _text(value: Any) -> str | None:
-    """The vendor's message as one bounded line of text."""
-    if value is None or value == "":
-        return None
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return text[:MAX_MESSAGE]
