@@ -180,9 +180,9 @@ def test_unsafe_ids_are_quoted_or_refused(adapter: PlaspyAdapter, change: MakeCh
 def test_vendor_ops_are_appended(adapter: PlaspyAdapter, change: MakeChange) -> None:
     """vendor_fields operations follow the mapped ones, in the order given."""
     ops = [
-        {"op": "replace", "path": "/deviceId", "value": "dev-1"},
-        {"op": "add", "path": "/privileges/-", "value": "read"},
-        {"op": "test", "path": "/adminDevices", "value": 5},
+        {"op": "replace", "path": "/group", "value": "drivers"},
+        {"op": "add", "path": "/tags/team", "value": "north"},
+        {"op": "test", "path": "/disabled", "value": False},
         {"op": "copy", "from": "/name", "path": "/description"},
     ]
     translation = adapter.translate(change({"email": "a@example.com"}, vendor_fields=ops))
@@ -241,6 +241,33 @@ def test_invalid_vendor_ops_are_refused(
     assert caught.value.reason == "invalid_vendor_fields"
     assert caught.value.vendor_message is not None
     assert caught.value.vendor_message.startswith(where)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"op": "add", "path": "/message", "value": "hello"},
+        {"op": "replace", "path": "/deviceId", "value": "dev-1"},
+        {"op": "add", "path": "/adminDevices", "value": 5},
+        {"op": "add", "path": "/privileges", "value": ["read"]},
+        {"op": "add", "path": "/privileges/-", "value": "read"},
+        {"op": "remove", "path": "/privileges/0"},
+        {"op": "test", "path": "/adminDevices", "value": 5},
+        {"op": "copy", "from": "/deviceId", "path": "/description"},
+    ],
+)
+def test_read_only_fields_are_refused(
+    adapter: PlaspyAdapter, change: MakeChange, op: dict[str, Any]
+) -> None:
+    """Plaspy keeps message, privileges, deviceId and adminDevices read-only: an op on one is
+    refused before sending, naming the path."""
+    with pytest.raises(SchemaRefused) as caught:
+        adapter.translate(change({"email": "a@example.com"}, vendor_fields=[op]))
+    assert caught.value.reason == "invalid_vendor_fields"
+    assert caught.value.vendor_message is not None
+    member = "from" if "from" in op else "path"
+    assert caught.value.vendor_message.startswith(f"vendor_fields.plaspy[0].{member}: ")
+    assert f"{op[member]!r} is not a writable Plaspy user field" in caught.value.vendor_message
 
 
 def test_masked_hides_token_and_password(adapter: PlaspyAdapter, change: MakeChange) -> None:

@@ -1,8 +1,10 @@
-"""Plaspy's documented shapes (seed 002): an RFC 6902 patch on the user's documented fields.
+"""Plaspy's documented shapes (seed 002): an RFC 6902 patch on the user's writable fields.
 
 The seed documents the body as JSON Patch operations and the user as a list of fields with
-their types; an operation is accepted when its shape is RFC 6902's, its path names one of those
-fields (or one tag, or one privilege), and any value it carries has that field's type.
+their types; an operation is accepted when its shape is RFC 6902's, its path (and `from`) names
+one of the writable fields (or one tag), and any value it carries has that field's type. The
+fields Plaspy keeps read-only (message, privileges, deviceId, adminDevices, and the server's
+id and timestamps) are refused, as the sandbox refuses them.
 """
 
 from __future__ import annotations
@@ -32,16 +34,8 @@ def _is_bool(value: Any) -> bool:
     return isinstance(value, bool)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_str_map(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(item, str) for item in value.values())
-
-
-def _is_str_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 STRING: Check = (_is_str, "a string")
@@ -51,23 +45,21 @@ FIELDS: dict[str, Check] = {
     "country": STRING,
     "timeZone": STRING,
     "description": STRING,
-    "message": STRING,
+    "disabled": (_is_bool, "a boolean"),
+    "tags": (_is_str_map, "an object of strings"),
     "group": STRING,
-    "deviceId": STRING,
     "from": STRING,
     "expires": STRING,
     "password": STRING,
-    "disabled": (_is_bool, "a boolean"),
-    "adminDevices": (_is_int, "an integer"),
-    "tags": (_is_str_map, "an object of strings"),
-    "privileges": (_is_str_list, "an array of strings"),
 }
-"""The user's documented, writable fields and their types (id, creation, modification and
-lastLogin are the server's own and are left out)."""
+"""The user's writable fields and their types, in the seed's order. The other documented
+fields (id, message, privileges, deviceId, adminDevices, creation, modification, lastLogin)
+are read-only."""
 
 
 def check_path(path: str) -> Check:
-    """What a value at `path` must be; ValueError when the path is not a documented field."""
+    """What a value at `path` must be; ValueError naming the path when it is not a writable
+    field or tag."""
     try:
         parts = jsonpointer.JsonPointer(path).parts
     except jsonpointer.JsonPointerException as exc:
@@ -76,12 +68,9 @@ def check_path(path: str) -> Check:
         return FIELDS[parts[0]]
     if len(parts) == 2 and parts[0] == "tags" and parts[1]:
         return STRING
-    if len(parts) == 2 and parts[0] == "privileges" and (parts[1] == "-" or parts[1].isdigit()):
-        return STRING
     fields = ", ".join(f"/{name}" for name in FIELDS)
     raise ValueError(
-        f"{path!r} is not a documented Plaspy user field (one of {fields}, /tags/<key> "
-        "or /privileges/<index>)"
+        f"{path!r} is not a writable Plaspy user field (one of {fields} or /tags/<key>)"
     )
 
 
