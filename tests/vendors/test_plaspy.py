@@ -314,3 +314,15 @@ def test_4xx_carries_plaspy_error(adapter: PlaspyAdapter, status: int) -> None:
         adapter.read_response(status, {}, body)
     assert caught.value.reason == f"http_{status}"
     assert caught.value.vendor_message == "User not found"
+
+
+@pytest.mark.parametrize("op", ["move", "copy"])
+def test_password_cannot_be_moved_or_copied(
+    adapter: PlaspyAdapter, change: MakeChange, op: str
+) -> None:
+    """A vendor op reading /password is refused before sending: the password is write-only."""
+    ops = [{"op": op, "from": "/password", "path": "/description"}]
+    with pytest.raises(SchemaRefused) as caught:
+        adapter.translate(change({"email": "a@example.com"}, vendor_fields=ops))
+    assert caught.value.reason == "invalid_vendor_fields"
+    assert "write-only" in (caught.value.vendor_message or "")

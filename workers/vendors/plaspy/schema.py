@@ -105,7 +105,8 @@ class RemoveOperation(_Operation):
 
 
 class FromOperation(_Operation):
-    """move / copy: `from` must name a documented field too."""
+    """move / copy: `from` must name a documented field too, and never the password (Plaspy
+    keeps it write-only: copying it elsewhere would expose it)."""
 
     op: Literal["move", "copy"]
     from_: str = Field(alias="from")
@@ -114,6 +115,8 @@ class FromOperation(_Operation):
     @classmethod
     def _documented_from(cls, path: str) -> str:
         check_path(path)
+        if path == "/password":
+            raise ValueError("'/password' is write-only and cannot be moved or copied")
         return path
 
 
