@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import structlog
@@ -70,152 +71,87 @@ class DeliveryEngine:
         if stored.status.final:
             log.info("delivery_already_final", status=stored.status.status, outcome="noop")
             return None
+        attempt = Attempt(
+            source, event_id, target, stored.status, stored.status.attempts + 1, time.monotonic()
+        )
         try:
             event = Event.model_validate_json(stored.event_json)
         except ValidationError:
-            await self._record(
-                source, event_id, target, stored.status, "dead", "stored_event_invalid", None
-            )
             log.exception("stored_event_invalid", outcome="dead")
+            await self._finish(attempt, "dead", "stored_event_invalid")
             return None
         structlog.contextvars.bind_contextvars(user_id=event.user.id)
-
         adapter = self.adapters.get(target)
-        status = stored.status
-        attempt = status.attempts + 1
         if adapter is None:
-            await self._record(
-                source, event_id, target, status, "dead", "vendor_not_configured", None
-            )
-            log.warning(
-                "delivery_dead", attempt=attempt, outcome="dead", error="vendor_not_configured"
-            )
+            attempt.log("dead", None, "vendor_not_configured")
+            await self._finish(attempt, "dead", "vendor_not_configured")
             return None
-
-        started = time.monotonic()
-        http_status: int | None = None
         try:
             translation = await plan_delivery(self.store, adapter, event)
             for omission in translation.omitted:
                 log.info("field_omitted", field=omission.field, reason=omission.reason)
             if translation.request is None:
-                await self._record(
-                    source, event_id, target, status, "skipped", "nothing_to_send", None
-                )
-                log.info("delivery_skipped", attempt=attempt, outcome="skipped")
+                log.info("delivery_skipped", attempt=attempt.number, outcome="skipped")
+                await self._finish(attempt, "skipped", "nothing_to_send")
                 return None
             response = await send(self.session, translation.request, adapter.settings.timeout_s)
-            http_status = response.status
             result = adapter.read_response(response.status, response.headers, response.body)
         except RetryableDeliveryError as exc:
-            return await self._retry_or_die(
-                source, event_id, target, status, exc, attempt, started, stored.received_at
-            )
+            return await self._retry_or_die(attempt, exc, stored.received_at)
         except PermanentDeliveryError as exc:
-            await self._record(
-                source,
-                event_id,
-                target,
-                status,
-                "dead",
-                exc.describe(),
-                exc.http_status,
-                attempted=not _unsent(exc),
-            )
-            log.warning(
-                "delivery_attempt",
-                attempt=attempt,
-                http_status=exc.http_status,
-                duration_ms=_ms_since(started),
-                outcome="dead",
-                error=exc.describe(),
+            attempt.log("dead", exc.http_status, exc.describe())
+            await self._finish(
+                attempt, "dead", exc.describe(), exc.http_status, attempted=not _unsent(exc)
             )
             return None
-        await self._record(
-            source, event_id, target, status, "delivered", None, http_status, attempted=True
-        )
-        log.info(
-            "delivery_attempt",
-            attempt=attempt,
-            http_status=http_status,
-            duration_ms=_ms_since(started),
-            outcome="delivered",
-            **({"vendor_usage": dict(result.usage)} if result.usage else {}),
-        )
+        usage: dict[str, Any] = {"vendor_usage": dict(result.usage)} if result.usage else {}
+        attempt.log("delivered", response.status, None, **usage)
+        await self._finish(attempt, "delivered", None, response.status, attempted=True)
         return None
 
     async def _retry_or_die(
-        self,
-        source: str,
-        event_id: str,
-        target: str,
-        status: TargetStatus,
-        exc: RetryableDeliveryError,
-        attempt: int,
-        started: float,
-        received_at: str,
+        self, attempt: Attempt, exc: RetryableDeliveryError, received_at: str
     ) -> RetryLater | None:
-        policy = self.settings.vendors[target].retry
-        delay = retry_delay(attempt, policy, exc.retry_after_s, self.random)
+        """After a retryable failure: retry later, or dead once attempts or age run out."""
+        policy = self.settings.vendors[attempt.target].retry
+        delay = retry_delay(attempt.number, policy, exc.retry_after_s, self.random)
         age_s = (dt.datetime.now(dt.UTC) - _parse_iso(received_at)).total_seconds()
-        if attempt >= policy.max_attempts or age_s + delay > policy.max_age_s:
-            why = "max_attempts reached" if attempt >= policy.max_attempts else "max_age exceeded"
-            await self._record(
-                source,
-                event_id,
-                target,
-                status,
-                "dead",
-                f"{exc.describe()} ({why})",
-                exc.http_status,
-                attempted=True,
+        if attempt.number >= policy.max_attempts or age_s + delay > policy.max_age_s:
+            why = (
+                "max_attempts reached"
+                if attempt.number >= policy.max_attempts
+                else "max_age exceeded"
             )
-            log.warning(
-                "delivery_attempt",
-                attempt=attempt,
-                http_status=exc.http_status,
-                duration_ms=_ms_since(started),
-                outcome="dead",
-                error=exc.describe(),
+            attempt.log("dead", exc.http_status, exc.describe())
+            await self._finish(
+                attempt, "dead", f"{exc.describe()} ({why})", exc.http_status, attempted=True
             )
             return None
+        attempt.log("retry", exc.http_status, exc.describe(), retry_in_s=round(delay, 3))
         next_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
-        await self._record(
-            source,
-            event_id,
-            target,
-            status,
+        await self._finish(
+            attempt,
             "failed",
             exc.describe(),
             exc.http_status,
             attempted=True,
             next_attempt_at=next_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         )
-        log.info(
-            "delivery_attempt",
-            attempt=attempt,
-            http_status=exc.http_status,
-            duration_ms=_ms_since(started),
-            outcome="retry",
-            error=exc.describe(),
-            retry_in_s=round(delay, 3),
-        )
         return RetryLater(delay)
 
-    async def _record(
+    async def _finish(
         self,
-        source: str,
-        event_id: str,
-        target: str,
-        previous: TargetStatus,
+        attempt: Attempt,
         state: DeliveryState,
         error: str | None,
-        http_status: int | None,
+        http_status: int | None = None,
         *,
         attempted: bool = False,
         next_attempt_at: str | None = None,
     ) -> None:
+        """Record the attempt's outcome as the target's new status."""
         now = utc_now_iso()
+        previous = attempt.previous
         status = TargetStatus(
             status=state,
             attempts=previous.attempts + (1 if attempted else 0),
@@ -225,7 +161,35 @@ class DeliveryEngine:
             first_attempt_at=previous.first_attempt_at or (now if attempted else None),
             next_attempt_at=next_attempt_at,
         )
-        await self.store.set_status(source, event_id, target, status)
+        await self.store.set_status(attempt.source, attempt.event_id, attempt.target, status)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of one delivery: what its outcome is recorded and logged against."""
+
+    source: str
+    event_id: str
+    target: str
+    previous: TargetStatus
+    number: int
+    started: float
+
+    def log(
+        self, outcome: str, http_status: int | None, error: str | None = None, **extra: Any
+    ) -> None:
+        """The one log line per attempt that operators follow (event_id etc. come bound)."""
+        emit = log.warning if outcome == "dead" else log.info
+        if error is not None:
+            extra["error"] = error
+        emit(
+            "delivery_attempt",
+            attempt=self.number,
+            http_status=http_status,
+            duration_ms=_ms_since(self.started),
+            outcome=outcome,
+            **extra,
+        )
 
 
 def _unsent(exc: DeliveryError) -> bool:
