@@ -1,4 +1,4 @@
-"""The aiohttp application of the gateway: middleware, routes, and what they share.
+"""The aiohttp application of the gateway: its error middleware and its assembly.
 
 The gateway never imports a vendor adapter: the preview endpoint calls a `Previewer` handed in
 by the entry point, which is the workers' own translation code.
@@ -7,34 +7,18 @@ by the entry point, which is the workers' own translation code.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import orjson
 import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from config.settings import Settings
+from gateway import routes
+from gateway.context import PREVIEWER, SETTINGS, STORE, Previewer, json_response
 from gateway.errors import ApiError, redis_unavailable
-from gateway.events import Event
 from usersync.store import Store
 
-Previewer = Callable[[Event, list[str]], Awaitable[dict[str, Any]]]
-"""Given a validated event and its targets: the request each target would receive."""
-
-SETTINGS = web.AppKey("settings", Settings)
-STORE = web.AppKey("store", Store)
-PREVIEWER: web.AppKey[Previewer] = web.AppKey("previewer")
-
 log = structlog.get_logger("usersync.gateway")
-
-
-def json_response(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
-    )
 
 
 @web.middleware
@@ -68,8 +52,6 @@ async def error_middleware(
 
 
 def create_gateway_app(settings: Settings, store: Store, previewer: Previewer) -> web.Application:
-    from gateway import routes
-
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.gateway.max_body_bytes
     )

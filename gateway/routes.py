@@ -10,9 +10,9 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.app import PREVIEWER, SETTINGS, STORE, json_response
 from gateway.auth import Caller, authenticate
 from gateway.body import read_json_object
+from gateway.context import PREVIEWER, SETTINGS, STORE, json_response
 from gateway.errors import ApiError, field_problems, schema_error
 from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN, Event
 from gateway.ingest import build_record, resolve_targets

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from email_validator import EmailNotValidError, validate_email
 
-from sandbox.state import STATE_KEY, Fault, SandboxState, UserModel
+from sandbox.state import STATE_KEY, Fault, JournalEntry, SandboxState, UserModel
 
 GARBAGE = "<html>oops</html>"
 
@@ -119,6 +119,23 @@ def _journal_body(raw: bytes) -> Any:
         return raw.decode("utf-8", errors="replace")
 
 
+async def _journal(
+    request: web.Request, vendor: Vendor
+) -> tuple[SandboxState, bytes, JournalEntry]:
+    """Read the call and journal it before anything can refuse it: tests see every call."""
+    state = request.config_dict[STATE_KEY]
+    raw = await request.read()
+    entry = state.record(
+        vendor.kind,
+        method=request.method,
+        path=request.path,
+        query=request.query_string,
+        headers=request.headers,
+        body=_journal_body(raw),
+    )
+    return state, raw, entry
+
+
 async def _fault_answer(state: SandboxState, vendor: Vendor, fault: Fault) -> web.Response | None:
     """Apply a fault: wait, then answer in its place (None: go on and process the call)."""
     if fault.latency_ms > 0:
@@ -158,16 +175,7 @@ def vendor_route(vendor: Vendor, handler: Handler) -> RawHandler:
     """Wrap a vendor handler: journal the call, then fault, auth and JSON checks, in order."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        state = request.config_dict[STATE_KEY]
-        raw = await request.read()
-        entry = state.record(
-            vendor.kind,
-            method=request.method,
-            path=request.path,
-            query=request.query_string,
-            headers=request.headers,
-            body=_journal_body(raw),
-        )
+        state, raw, entry = await _journal(request, vendor)
         try:
             response = await _answer(request, state, vendor, handler, raw)
         except Exception:
@@ -183,16 +191,7 @@ def fallback_route(vendor: Vendor) -> RawHandler:
     """Anything else under the vendor's prefix: journaled, and refused in the vendor's shape."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        state = request.config_dict[STATE_KEY]
-        raw = await request.read()
-        entry = state.record(
-            vendor.kind,
-            method=request.method,
-            path=request.path,
-            query=request.query_string,
-            headers=request.headers,
-            body=_journal_body(raw),
-        )
+        state, _, entry = await _journal(request, vendor)
         if vendor.routes.fullmatch(request.path):
             response = vendor.failure(state, 405, f"Method {request.method} is not allowed here.")
         else:

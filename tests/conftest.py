@@ -10,8 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +19,15 @@ import aiohttp
 import orjson
 import pytest
 import yaml
-from aiohttp import web
 from redis.asyncio import Redis
 
 from config.settings import Settings
-from gateway.app import create_gateway_app
 from sandbox import create_sandbox_app
+from usersync import runtime
 from usersync.redis_server import EmbeddedRedis
+from usersync.runtime import serving
 from usersync.status import FINAL_STATES
-from usersync.store import Store
-from workers.preview import make_previewer
 from workers.vendors.registry import build_adapters
-from workers.worker import build_worker, stop_worker
 
 HRIS_TOKEN = "test-hris-token-0123456789"
 IDP_TOKEN = "test-idp-token-0123456789"
@@ -72,20 +69,6 @@ async def redis(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-@contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Serve an aiohttp app on a free loopback port; yields its base URL."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
@@ -119,7 +102,7 @@ class Sandbox:
 @pytest.fixture
 async def sandbox(http: aiohttp.ClientSession) -> AsyncIterator[Sandbox]:
     tokens = {kind: {token} for kind, token in VENDOR_TOKENS.items()}
-    async with serve(create_sandbox_app(tokens)) as url:
+    async with serving(create_sandbox_app(tokens), "127.0.0.1", 0) as url:
         yield Sandbox(url, http)
 
 
@@ -145,7 +128,7 @@ def make_raw_settings(redis_url: str, sandbox_url: str, **overrides: Any) -> dic
     vendors["partoo"]["roles"] = {"admin": "ORG_ADMIN", "employee": "BUSINESS_MANAGER"}
     raw: dict[str, Any] = {
         "redis": {"url": redis_url},
-        "gateway": {"admin_token": ADMIN_TOKEN, "max_body_bytes": 4096},
+        "gateway": {"port": 0, "admin_token": ADMIN_TOKEN, "max_body_bytes": 4096},
         "sources": [
             {"name": "hris", "token": HRIS_TOKEN},
             {"name": "idp", "token": IDP_TOKEN, "allowed_targets": ["fleet-eu"]},
@@ -174,8 +157,6 @@ def settings(redis_server: EmbeddedRedis, sandbox: Sandbox) -> Settings:
 class Gateway:
     url: str
     http: aiohttp.ClientSession
-    settings: Settings
-    statuses: list[dict[str, Any]] = field(default_factory=list)
 
     async def post(
         self,
@@ -196,17 +177,49 @@ class Gateway:
         async with self.http.get(self.url + path, headers=headers) as response:
             return response.status, await _json_or_text(response)
 
-    async def wait_final(self, event_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    async def put(self, path: str, body: Any, token: str | None = ADMIN_TOKEN) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.http.put(self.url + path, json=body, headers=headers) as response:
+            return response.status, await _json_or_text(response)
+
+    async def wait_final(
+        self, event_id: str, timeout_s: float = 10.0, token: str = HRIS_TOKEN
+    ) -> dict[str, Any]:
         """Poll the status until every target is delivered, skipped or dead."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            status, body = await self.get(f"/v1/events/{event_id}")
+        answer: dict[str, Any] = {}
+
+        async def final() -> bool:
+            status, body = await self.get(f"/v1/events/{event_id}", token)
             assert status == 200, body
-            if all(t["status"] in FINAL_STATES for t in body["targets"].values()):
-                return dict(body)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"event {event_id} not final in {timeout_s}s: {body}")
-            await asyncio.sleep(0.02)
+            answer.update(body)
+            return all(t["status"] in FINAL_STATES for t in body["targets"].values())
+
+        await wait_until(final, timeout_s, f"event {event_id} final")
+        return answer
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], timeout_s: float, what: str, every_s: float = 0.02
+) -> None:
+    """Poll `condition` until it holds; fail the test naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout_s}s: {what}")
+        await asyncio.sleep(every_s)
+
+
+async def wait_ready(http: aiohttp.ClientSession, url: str, timeout_s: float = 30.0) -> None:
+    """Wait until a usersync gateway at `url` answers /readyz with 200."""
+
+    async def ready() -> bool:
+        try:
+            async with http.get(url + "/readyz") as response:
+                return response.status == 200
+        except aiohttp.ClientConnectionError:
+            return False
+
+    await wait_until(ready, timeout_s, f"{url} ready", every_s=0.1)
 
 
 async def _json_or_text(response: aiohttp.ClientResponse) -> Any:
@@ -218,10 +231,11 @@ async def _json_or_text(response: aiohttp.ClientResponse) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: Settings, redis: Redis) -> AsyncIterator[str]:
-    store = Store(redis, settings.retention.events_s)
+async def running_gateway(settings: Settings) -> AsyncIterator[str]:
+    """The product's own gateway (usersync.runtime) on a free port; yields its URL."""
+    assert settings.redis.url is not None
     adapters = build_adapters(settings)
-    async with serve(create_gateway_app(settings, store, make_previewer(store, adapters))) as url:
+    async with runtime.running_gateway(settings, settings.redis.url, adapters) as url:
         yield url
 
 
@@ -229,29 +243,21 @@ async def running_gateway(settings: Settings, redis: Redis) -> AsyncIterator[str
 async def gateway(
     settings: Settings, redis: Redis, http: aiohttp.ClientSession
 ) -> AsyncIterator[Gateway]:
-    async with running_gateway(settings, redis) as url:
-        yield Gateway(url, http, settings)
+    async with running_gateway(settings) as url:
+        yield Gateway(url, http)
 
 
-@contextlib.asynccontextmanager
-async def running_worker(settings: Settings, redis_url: str) -> AsyncIterator[None]:
-    """An arq worker in this event loop, consuming the test Redis."""
-    worker = build_worker(settings, redis_url, build_adapters(settings), handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
-    try:
-        yield
-    finally:
-        await stop_worker(worker, grace_s=5)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def running_worker(settings: Settings) -> contextlib.AbstractAsyncContextManager[None]:
+    """The product's own in-process worker (usersync.runtime), consuming the test Redis."""
+    assert settings.redis.url is not None
+    return runtime.running_worker(settings, settings.redis.url, build_adapters(settings))
 
 
 @pytest.fixture
 async def worker(
     settings: Settings, redis_server: EmbeddedRedis, redis: Redis
 ) -> AsyncIterator[None]:
-    async with running_worker(settings, redis_server.url):
+    async with running_worker(settings):
         yield
 
 
@@ -272,9 +278,6 @@ def event(event_id: str = "evt-1", **overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
-
-
-EventFactory = Callable[..., dict[str, Any]]
 
 
 def write_config(tmp_path: Path, redis_url: str, sandbox_url: str, **overrides: Any) -> Path:

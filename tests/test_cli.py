@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -21,9 +19,9 @@ from tests.conftest import (
     Gateway,
     Sandbox,
     event,
-    make_settings,
     start_usersync,
     stop,
+    wait_ready,
     write_config,
 )
 from usersync.redis_server import EmbeddedRedis, free_port
@@ -169,33 +167,15 @@ async def test_usersync_run_delivers_to_all_four_sandbox_vendors(
     body["changes"]["password"] = PASSWORD
     try:
         async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    async with http.get(url + "/readyz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert time.monotonic() < deadline, "usersync run never became ready"
-                await asyncio.sleep(0.1)
-            headers = {"Authorization": f"Bearer {token}"}
-            async with http.post(url + "/v1/events", json=body, headers=headers) as response:
-                assert response.status == 202, await response.text()
-            deadline = time.monotonic() + 10
-            while True:
-                async with http.get(
-                    url + f"/v1/events/{body['event_id']}", headers=headers
-                ) as response:
-                    status = await response.json()
-                states = {t: s["status"] for t, s in status["targets"].items()}
-                if all(s in ("delivered", "dead", "skipped") for s in states.values()):
-                    break
-                assert time.monotonic() < deadline, status
-                await asyncio.sleep(0.05)
+            await wait_ready(http, url)
+            gateway = Gateway(url, http)
+            status, answer = await gateway.post(body, token=token)
+            assert status == 202, answer
+            final = await gateway.wait_final(body["event_id"], token=token)
+            states = {t: s["status"] for t, s in final["targets"].items()}
             assert states == dict.fromkeys(
                 ["fleet-eu", "mileapp", "partoo", "plaspy"], "delivered"
-            ), status
+            ), final
     finally:
         process.send_signal(signal.SIGTERM)
         stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
@@ -233,15 +213,8 @@ async def test_gateway_and_worker_processes_share_one_redis(
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(aiohttp.ClientConnectionError):
-                    async with http.get(url + "/readyz") as response:
-                        if response.status == 200:
-                            break
-                assert time.monotonic() < deadline, "usersync gateway never became ready"
-                await asyncio.sleep(0.1)
-            client = Gateway(url, http, make_settings(redis_server.url, sandbox.url))
+            await wait_ready(http, url)
+            client = Gateway(url, http)
             assert (await client.post(event(targets=["fleet-eu", "plaspy"])))[0] == 202
             final = await client.wait_final("evt-1", timeout_s=20)
     finally:

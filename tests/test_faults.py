@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +20,7 @@ from tests.conftest import (
     running_worker,
     start_usersync,
     stop,
+    wait_until,
     write_config,
 )
 from usersync.redis_server import EmbeddedRedis, free_port
@@ -33,8 +33,8 @@ async def test_vendor_refusing_connections_is_retried_then_dead(
     down = make_raw_settings(redis_server.url, sandbox.url)
     down["vendors"]["fleet-eu"]["base_url"] = f"http://127.0.0.1:{free_port()}/fleet/api"
     settings = make_settings(redis_server.url, sandbox.url, vendors=down["vendors"])
-    async with running_gateway(settings, redis) as url, running_worker(settings, redis_server.url):
-        gateway = Gateway(url, http, settings)
+    async with running_gateway(settings) as url, running_worker(settings):
+        gateway = Gateway(url, http)
         await gateway.post(event(targets=["fleet-eu", "partoo"]))
         final = await gateway.wait_final("evt-1")
     fleet = final["targets"]["fleet-eu"]
@@ -57,8 +57,8 @@ async def test_events_waiting_for_a_worker_are_delivered_when_it_starts(
     stopped with SIGTERM and started again, delivers every one of them exactly as accepted."""
     settings = make_settings(redis_server.url, sandbox.url)
     config = write_config(tmp_path, redis_server.url, sandbox.url)
-    async with running_gateway(settings, redis) as url:
-        gateway = Gateway(url, http, settings)
+    async with running_gateway(settings) as url:
+        gateway = Gateway(url, http)
         for n in range(20):
             body = event(f"evt-{n}", targets=["fleet-eu"], changes={"job_title": f"title {n}"})
             body["user"]["version"] = n
@@ -68,10 +68,11 @@ async def test_events_waiting_for_a_worker_are_delivered_when_it_starts(
         await sandbox.fault("fleet", latency_ms=300, count=20)
         first = start_usersync("worker", config)
         try:
-            deadline = time.monotonic() + 20
-            while not await sandbox.requests("fleet"):
-                assert time.monotonic() < deadline, "the worker process delivered nothing"
-                await asyncio.sleep(0.05)
+
+            async def delivered_some() -> bool:
+                return bool(await sandbox.requests("fleet"))
+
+            await wait_until(delivered_some, 20, "the first worker process delivers")
         finally:
             stop(first, signal.SIGTERM)
 
@@ -105,17 +106,18 @@ async def test_worker_killed_mid_delivery_loses_nothing(
         sandbox.url,
         worker={"concurrency": 10, "poll_delay_s": 0.01, "job_timeout_s": 5},
     )
-    async with running_gateway(settings, redis) as url:
-        gateway = Gateway(url, http, settings)
+    async with running_gateway(settings) as url:
+        gateway = Gateway(url, http)
         await sandbox.fault("partoo", latency_ms=1500, count=5)
         for n in range(5):
             assert (await gateway.post(event(f"evt-{n}", targets=["partoo"])))[0] == 202
         victim = start_usersync("worker", config)
         try:
-            deadline = time.monotonic() + 20
-            while len(await redis.keys("arq:in-progress:*")) < 5:
-                assert time.monotonic() < deadline, "the deliveries never started"
-                await asyncio.sleep(0.05)
+
+            async def all_in_flight() -> bool:
+                return len(await redis.keys("arq:in-progress:*")) == 5
+
+            await wait_until(all_in_flight, 20, "5 deliveries in flight")
             await asyncio.sleep(0.3)  # the calls are now waiting on the slow vendor
         finally:
             stop(victim, signal.SIGKILL)

@@ -21,6 +21,7 @@ from tests.conftest import (
     make_settings,
     running_gateway,
 )
+from usersync.redis_server import free_port
 
 
 async def queued_jobs(redis: Redis) -> int:
@@ -77,22 +78,13 @@ async def test_external_ids_are_stored_as_links(gateway: Gateway) -> None:
 
 async def test_links_admin_api(gateway: Gateway) -> None:
     """An admin sets a link with PUT and reads it back; a source token is refused with 403."""
-    async with gateway.http.put(
-        gateway.url + "/v1/users/emp-7/links/fleet-eu",
-        json={"id": "77"},
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-    ) as response:
-        assert response.status == 200
+    assert (await gateway.put("/v1/users/emp-7/links/fleet-eu", {"id": "77"}))[0] == 200
     assert (await gateway.get("/v1/users/emp-7/links", token=ADMIN_TOKEN))[1]["links"] == {
         "fleet-eu": "77"
     }
     assert (await gateway.get("/v1/users/emp-7/links", token=HRIS_TOKEN))[0] == 403
-    async with gateway.http.put(
-        gateway.url + "/v1/users/emp-7/links/nope",
-        json={"id": "77"},
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-    ) as response:
-        assert response.status == 404
+    assert (await gateway.put("/v1/users/emp-7/links/nope", {"id": "77"}))[0] == 404
+    assert (await gateway.put("/v1/users/emp-7/links/fleet-eu", {"id": "77"}, HRIS_TOKEN))[0] == 403
 
 
 def assert_error(status: int, body: Any, expected_status: int, code: str) -> None:
@@ -250,28 +242,20 @@ async def test_health_and_readiness(gateway: Gateway) -> None:
     assert (await gateway.get("/readyz", token=None))[0] == 200
 
 
-async def test_redis_down_answers_503_and_accepts_nothing(
-    settings: Any, http: aiohttp.ClientSession
-) -> None:
+async def test_redis_down_answers_503_and_accepts_nothing(http: aiohttp.ClientSession) -> None:
     """With Redis unreachable, posting answers 503 with Retry-After, and readiness fails."""
-    from usersync.redis_server import free_port
-
     down = make_settings(f"redis://127.0.0.1:{free_port()}/0", "http://127.0.0.1:1")
-    client = Redis.from_url(down.redis.url or "", socket_connect_timeout=0.5)
-    try:
-        async with running_gateway(down, client) as url:
-            gw = Gateway(url, http, down)
-            async with http.post(
-                url + "/v1/events",
-                json=event(),
-                headers={"Authorization": f"Bearer {HRIS_TOKEN}"},
-            ) as response:
-                assert response.status == 503
-                assert response.headers["Retry-After"] == "1"
-                assert (await response.json())["error"]["code"] == "redis_unavailable"
-            assert (await gw.get("/readyz", token=None))[0] == 503
-    finally:
-        await client.aclose()
+    async with running_gateway(down) as url:
+        gw = Gateway(url, http)
+        async with http.post(
+            url + "/v1/events",
+            json=event(),
+            headers={"Authorization": f"Bearer {HRIS_TOKEN}"},
+        ) as response:
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "1"
+            assert (await response.json())["error"]["code"] == "redis_unavailable"
+        assert (await gw.get("/readyz", token=None))[0] == 503
 
 
 json_values = st.recursive(

@@ -52,12 +52,14 @@ async def wait_for_signal() -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[web.AppRunner]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+    """Serve `app` for the block; yields the bound base URL (port 0 picks a free port)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, shutdown_timeout=5).start()
-        yield runner
+        await web.TCPSite(runner, host, port).start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        yield f"http://{bound_host}:{bound_port}"
     finally:
         await runner.cleanup()
 
@@ -97,28 +99,28 @@ async def running_worker(
 @contextlib.asynccontextmanager
 async def running_gateway(
     settings: Settings, redis_url: str, adapters: Mapping[str, VendorAdapter]
-) -> AsyncIterator[None]:
+) -> AsyncIterator[str]:
+    """The gateway on its own Redis pool; yields its base URL."""
     redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
     store = Store(redis, settings.retention.events_s)
     app = create_gateway_app(settings, store, make_previewer(store, adapters))
     try:
-        async with serving(app, settings.gateway.host, settings.gateway.port):
-            log.info(
-                "gateway_listening", url=f"http://{settings.gateway.host}:{settings.gateway.port}"
-            )
-            yield
+        async with serving(app, settings.gateway.host, settings.gateway.port) as url:
+            log.info("gateway_listening", url=url)
+            yield url
     finally:
         await redis.aclose()
 
 
 @contextlib.asynccontextmanager
-async def running_sandbox(settings: Settings) -> AsyncIterator[None]:
+async def running_sandbox(settings: Settings) -> AsyncIterator[str]:
+    """The vendor simulators, accepting the configured vendors' credentials; yields the URL."""
     from sandbox import create_sandbox_app
 
     app = create_sandbox_app(sandbox_tokens(settings))
-    async with serving(app, settings.sandbox.host, settings.sandbox.port):
-        log.info("sandbox_listening", url=f"http://{settings.sandbox.host}:{settings.sandbox.port}")
-        yield
+    async with serving(app, settings.sandbox.host, settings.sandbox.port) as url:
+        log.info("sandbox_listening", url=url)
+        yield url
 
 
 async def run(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.events import Event
-from usersync.store import Store
+from usersync.store import NAME_PARTS, Store
 from workers.errors import NoLink
 from workers.vendors.base import ChangeSet, Translation, VendorAdapter
 
@@ -15,11 +15,14 @@ async def plan_delivery(store: Store, adapter: VendorAdapter, event: Event) -> T
     )
     if vendor_id is None:
         raise NoLink(adapter.name)
+    changes = event.changes.present()
+    # The stored name parts only matter to compose a full name when one part changed.
+    needs_profile = any(part in changes for part in NAME_PARTS)
     change = ChangeSet(
         user_id=event.user.id,
         vendor_user_id=vendor_id,
-        changes=event.changes.present(),
+        changes=changes,
         vendor_fields=event.vendor_fields.get(adapter.name, {}),
-        profile=await store.get_profile(event.user.id),
+        profile=await store.get_profile(event.user.id) if needs_profile else {},
     )
     return adapter.translate(change)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.app import Previewer
+from gateway.context import Previewer
 from gateway.events import Event
 from usersync.store import Store
 from workers.errors import PermanentDeliveryError

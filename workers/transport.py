@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -43,5 +42,3 @@ async def send(
         ) from exc
     except aiohttp.ClientError as exc:
         raise RetryableDeliveryError("network_error", vendor_message=type(exc).__name__) from exc
-    except asyncio.CancelledError:
-        raise

@@ -1,0 +1,28 @@
+"""What the gateway's handlers share: the app's state keys, the preview hook, JSON answers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from config.settings import Settings
+from gateway.events import Event
+from usersync.store import Store
+
+Previewer = Callable[[Event, list[str]], Awaitable[dict[str, Any]]]
+"""Given a validated event and its targets: the request each target would receive."""
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+PREVIEWER: web.AppKey[Previewer] = web.AppKey("previewer")
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
