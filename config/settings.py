@@ -75,10 +75,16 @@ class WorkerSettings(_Strict):
         default=0.05, gt=0, le=5, description="queue poll interval: the pickup latency bound"
     )
     job_timeout_s: int = Field(
-        default=120,
-        ge=5,
-        description="a delivery running longer is cancelled and retried; a killed worker's job "
-        "is picked up again after this plus 10 s",
+        default=30,
+        ge=3,
+        description="a job run (at most one vendor call) running longer is cancelled and run "
+        "again; a killed worker's pairs are picked up again after this plus 10 s",
+    )
+    max_batch: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="most pending changes of one (vendor, user) coalesced into one call",
     )
 
 
@@ -90,8 +96,25 @@ class RetrySettings(_Strict):
 
 
 class RateLimitSettings(_Strict):
-    per_second: float = Field(default=10.0, gt=0)
-    burst: int = Field(default=20, ge=1)
+    per_second: float = Field(default=10.0, gt=0, description="calls per second, all workers")
+    burst: int = Field(default=20, ge=1, description="calls allowed at once after a quiet spell")
+    recovery_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="after a 429 halves the rate, time to climb back to per_second",
+    )
+
+
+class CircuitBreakerSettings(_Strict):
+    failure_threshold: int = Field(
+        default=5, ge=1, description="consecutive failed calls that open the circuit"
+    )
+    cooldown_s: float = Field(
+        default=10.0, gt=0, description="how long an open circuit holds calls off before a probe"
+    )
+    max_cooldown_s: float = Field(
+        default=300.0, gt=0, description="the cool-down doubles after each failed probe, to this"
+    )
 
 
 class VendorAuth(_Strict):
@@ -113,6 +136,13 @@ class VendorSettings(_Strict):
     timeout_s: float = Field(default=10.0, gt=0, le=300)
     rate_limit: RateLimitSettings = RateLimitSettings()
     retry: RetrySettings = RetrySettings()
+    circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
+    max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        description="calls to this instance at once per worker process; left out: half of "
+        "worker.concurrency, so a slow vendor cannot take every worker slot",
+    )
     roles: dict[str, str] = Field(
         default_factory=dict, description="canonical role name -> the vendor's role value"
     )
@@ -176,7 +206,18 @@ class Settings(_Strict):
                     f"vendors.{name}.timeout_s: {vendor.timeout_s} must be below "
                     f"worker.job_timeout_s ({self.worker.job_timeout_s}), or arq cancels the call"
                 )
+            if vendor.retry.max_age_s > self.retention.events_s:
+                raise ValueError(
+                    f"vendors.{name}.retry.max_age_s: {vendor.retry.max_age_s} must not exceed "
+                    f"retention.events_s ({self.retention.events_s}): an event is kept only that "
+                    "long"
+                )
         return self
+
+    def in_flight_limit(self, vendor: str) -> int:
+        """Calls to `vendor` one worker process makes at once (its bulkhead)."""
+        configured = self.vendors[vendor].max_in_flight
+        return configured or max(1, self.worker.concurrency // 2)
 
     def source(self, name: str) -> SourceSettings | None:
         return next((source for source in self.sources if source.name == name), None)

@@ -59,9 +59,9 @@ async def test_events_waiting_for_a_worker_are_delivered_when_it_starts(
     config = write_config(tmp_path, redis_server.url, sandbox.url)
     async with running_gateway(settings) as url:
         gateway = Gateway(url, http)
-        for n in range(20):
+        for n in range(20):  # 20 users: 20 pairs, so nothing is coalesced
             body = event(f"evt-{n}", targets=["fleet-eu"], changes={"job_title": f"title {n}"})
-            body["user"]["version"] = n
+            body["user"]["id"] = f"emp-{n}"
             assert (await gateway.post(body))[0] == 202
         assert await redis.zcard("arq:queue") == 20
 
@@ -109,8 +109,10 @@ async def test_worker_killed_mid_delivery_loses_nothing(
     async with running_gateway(settings) as url:
         gateway = Gateway(url, http)
         await sandbox.fault("partoo", latency_ms=1500, count=5)
-        for n in range(5):
-            assert (await gateway.post(event(f"evt-{n}", targets=["partoo"])))[0] == 202
+        for n in range(5):  # 5 users: one call in flight per (vendor, user) pair
+            body = event(f"evt-{n}", targets=["partoo"])
+            body["user"]["id"] = f"emp-{n}"
+            assert (await gateway.post(body))[0] == 202
         victim = start_usersync("worker", config)
         try:
 

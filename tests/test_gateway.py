@@ -64,7 +64,11 @@ async def test_event_ids_are_unique_per_source(gateway: Gateway, redis: Redis) -
     body = event(targets=["fleet-eu"])
     body["source"] = "idp"
     assert (await gateway.post(body, token=IDP_TOKEN))[0] == 202
-    assert await queued_jobs(redis) == 2
+    assert await redis.zrange("usersync:pending:fleet-eu:emp-42", 0, -1) == [
+        b"hris:evt-1",
+        b"idp:evt-1",
+    ]
+    assert await queued_jobs(redis) == 1  # one job per (vendor, user) pair, not per event
 
 
 async def test_external_ids_are_stored_as_links(gateway: Gateway) -> None:

@@ -1,15 +1,27 @@
-"""Every Redis key usersync writes, in one place (arq's own keys live in arq.constants)."""
+"""Every Redis key usersync writes, in one place (arq's own keys live in arq.constants).
+
+A *pair* is one (vendor instance, canonical user): the unit of ordering, coalescing and the
+one-call-in-flight lease. `docs/delivery.md` describes how the pair keys work together.
+"""
 
 from __future__ import annotations
 
 PREFIX = "usersync:"
 DEAD_LETTERS = PREFIX + "dead"
-"""Sorted set of dead deliveries (member `source|event_id|target`, score = time of death)."""
+"""Sorted set of dead deliveries (member `source:event_id:target`, score = time of death)."""
+JOB_SEQUENCE = PREFIX + "seq"
+"""Counter that makes every pair job id unique, so arq never sees an id twice."""
 
 
 def event(source: str, event_id: str) -> str:
-    """Hash: the stored event, its acceptance answer, and one `t:<target>` status per target."""
+    """Hash: the stored event, its acceptance answer, one `t:<target>` status and one
+    `h:<target>` attempt history per target."""
     return f"{PREFIX}event:{source}:{event_id}"
+
+
+def event_ref(source: str, event_id: str) -> str:
+    """How pair state refers to an event: `event(source, event_id)` is PREFIX + "event:" + ref."""
+    return f"{source}:{event_id}"
 
 
 def links(user_id: str) -> str:
@@ -22,6 +34,56 @@ def profile(user_id: str) -> str:
     return f"{PREFIX}profile:{user_id}"
 
 
-def delivery_job_id(source: str, event_id: str, target: str) -> str:
-    """arq job id of one (event, target) delivery: fixed, so a job is never enqueued twice."""
-    return f"deliver:{source}:{event_id}:{target}"
+def pair(target: str, user_id: str) -> str:
+    """Hash: the pair's scheduling state: `job` (its one scheduled arq job), `slot` (a rate-limit
+    slot it reserved), `isolate` (refs still to send one by one after a refused batch)."""
+    return f"{PREFIX}pair:{target}:{user_id}"
+
+
+def pending(target: str, user_id: str) -> str:
+    """Sorted set: event refs waiting for this pair, scored by their order key."""
+    return f"{PREFIX}pending:{target}:{user_id}"
+
+
+def applied(target: str, user_id: str) -> str:
+    """Hash: field key -> order key of the newest value the vendor has acknowledged."""
+    return f"{PREFIX}applied:{target}:{user_id}"
+
+
+def lease(target: str, user_id: str) -> str:
+    """String: the token of the one worker allowed to call the vendor for this pair (PX)."""
+    return f"{PREFIX}lease:{target}:{user_id}"
+
+
+def pair_job_prefix(target: str, user_id: str) -> str:
+    """arq job ids of a pair: this prefix + a unique sequence number."""
+    return f"deliver:{target}:{user_id}:"
+
+
+def vendor(name: str) -> str:
+    """Hash: a vendor instance's shared state: circuit breaker, adaptive rate, usage, counters."""
+    return f"{PREFIX}vendor:{name}"
+
+
+def probe(name: str) -> str:
+    """String: held by the one call allowed to probe a vendor whose circuit is half-open."""
+    return f"{PREFIX}probe:{name}"
+
+
+def dead_letters_of(vendor_name: str) -> str:
+    """Sorted set: the dead letters of one vendor instance (same members as DEAD_LETTERS)."""
+    return f"{DEAD_LETTERS}:{vendor_name}"
+
+
+def dead_letter_id(source: str, event_id: str, target: str) -> str:
+    """A dead letter's id in the API: unambiguous, since sources and targets hold no `:`."""
+    return f"{source}:{event_id}:{target}"
+
+
+def parse_dead_letter_id(letter_id: str) -> tuple[str, str, str] | None:
+    """(source, event_id, target) of a dead-letter id, or None if it is not one."""
+    source, _, rest = letter_id.partition(":")
+    event_id, _, target = rest.rpartition(":")
+    if not source or not event_id or not target:
+        return None
+    return source, event_id, target

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator, Mapping
 
 import structlog
 from aiohttp import web
+from arq.worker import Worker
 from redis.asyncio import Redis
 
 from config.settings import Settings
@@ -29,6 +31,8 @@ log = structlog.get_logger("usersync")
 
 SHUTDOWN_GRACE_S = 10.0
 """On a signal, running deliveries get this long to finish before they are requeued."""
+RESTART_DELAY_S = (0.5, 10.0)
+"""A worker that died is restarted after the first delay, doubling up to the second."""
 
 
 def sandbox_tokens(settings: Settings) -> dict[str, set[str]]:
@@ -81,16 +85,60 @@ def redis_url_for(settings: Settings, embedded_allowed: bool) -> Iterator[str]:
         log.info("embedded_redis_stopped")
 
 
+async def supervise_worker(
+    settings: Settings,
+    redis_url: str,
+    adapters: Mapping[str, VendorAdapter],
+    current: list[Worker],
+) -> None:
+    """Run an arq worker, and a new one whenever it dies (arq exits when it loses Redis).
+
+    `current` holds the worker now running, so the caller can stop it gracefully. Jobs the dead
+    worker was running keep their place in Redis and run again (at-least-once)."""
+    delay = RESTART_DELAY_S[0]
+    while True:
+        worker = build_worker(settings, redis_url, adapters, handle_signals=False)
+        current[:] = [worker]
+        started = time.monotonic()
+        try:
+            await worker.async_run()
+        except Exception as exc:  # noqa: BLE001 - the supervisor: whatever killed it, restart
+            log.warning("worker_lost", error=type(exc).__name__, restart_in_s=delay)
+        else:
+            return
+        await abandon_worker(worker)
+        if time.monotonic() - started > 60:
+            delay = RESTART_DELAY_S[0]
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RESTART_DELAY_S[1])
+
+
+async def abandon_worker(worker: Worker) -> None:
+    """Clean up after a worker whose Redis is gone: arq's own close() would need Redis."""
+    for task in worker.tasks.values():
+        task.cancel()
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    worker.tasks.clear()
+    session = worker.ctx.get("session")
+    if session is not None:
+        await session.close()
+    if worker._pool is not None:  # arq has no public way to drop its pool
+        with contextlib.suppress(Exception):
+            await worker._pool.aclose()
+
+
 @contextlib.asynccontextmanager
 async def running_worker(
     settings: Settings, redis_url: str, adapters: Mapping[str, VendorAdapter]
 ) -> AsyncIterator[None]:
-    worker = build_worker(settings, redis_url, adapters, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
+    current: list[Worker] = []
+    task = asyncio.create_task(supervise_worker(settings, redis_url, adapters, current))
     try:
         yield
     finally:
-        await stop_worker(worker, SHUTDOWN_GRACE_S)
+        if current and not task.done():
+            with contextlib.suppress(Exception):
+                await stop_worker(current[0], SHUTDOWN_GRACE_S)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

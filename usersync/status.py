@@ -29,6 +29,8 @@ class TargetStatus(BaseModel):
     updated_at: str
     first_attempt_at: str | None = None
     next_attempt_at: str | None = None
+    coalesced: int | None = None
+    """How many events the call that delivered this one carried (1: it went alone)."""
 
     @classmethod
     def pending(cls) -> TargetStatus:

@@ -1,10 +1,10 @@
 """Reads and writes of usersync's own Redis state: events, per-target status, links, profile.
 
 Ingest is one Lua script, so the dedupe check, the stored event, the status of every target,
-the identity links and the arq jobs land together or not at all: a 202 can only follow a write
-that contains everything needed to deliver, and a crash in between leaves nothing half-done.
-Jobs are written in arq's own format (JSON-serialised, see `workers.worker`) so arq workers pick
-them up as if `enqueue_job` had written them, in one round trip instead of three per target.
+its place in each target's pending set, the identity links and any arq job a pair still needs
+land together or not at all: a 202 can only follow a write that contains everything needed to
+deliver, and a crash in between leaves nothing half-done. Jobs are written in arq's own format
+(JSON-serialised, see `usersync.pairs`) in the same round trip.
 """
 
 from __future__ import annotations
@@ -19,23 +19,28 @@ from arq.constants import default_queue_name, job_key_prefix
 from redis.asyncio import Redis
 
 from usersync import keys
+from usersync.pairs import SCHEDULE_LUA, job_payload
 from usersync.status import TargetStatus
 
-DELIVER_FUNCTION = "deliver"
 NAME_PARTS = ("given_name", "family_name", "display_name")
 
-_INGEST = """
+_INGEST = (
+    SCHEDULE_LUA
+    + """
 local existing = redis.call('HGET', KEYS[1], 'accepted')
 if existing then return existing end
-local ttl = tonumber(ARGV[4])
+local ttl, now = tonumber(ARGV[4]), tonumber(ARGV[6])
 redis.call('HSET', KEYS[1], 'accepted', ARGV[1], 'event', ARGV[2], 'received_at', ARGV[3])
-local i = 5
-local n = tonumber(ARGV[i]); i = i + 1
-local score = ARGV[i]; i = i + 1
+local n = tonumber(ARGV[5])
+local seq = KEYS[n * 2 + 5]
+local i = 10
 for t = 1, n do
+  local pair, pending = KEYS[5 + 2 * (t - 1)], KEYS[6 + 2 * (t - 1)]
   redis.call('HSET', KEYS[1], 't:' .. ARGV[i], ARGV[i + 1])
-  redis.call('SET', KEYS[4 + t], ARGV[i + 3], 'PX', ttl)
-  redis.call('ZADD', KEYS[4], score, ARGV[i + 2])
+  redis.call('ZADD', pending, ARGV[8], ARGV[7])
+  if not redis.call('HGET', pair, 'job') then
+    schedule(pair, ARGV[i + 2], ARGV[i + 3], now, ttl, KEYS[4], seq, ARGV[9])
+  end
   i = i + 4
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
@@ -43,7 +48,7 @@ local nl = tonumber(ARGV[i]); i = i + 1
 for l = 1, nl do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2
 end
-local order = tonumber(ARGV[i]); i = i + 1
+local order = tonumber(ARGV[8])
 local np = tonumber(ARGV[i]); i = i + 1
 for p = 1, np do
   local field, value, clear = ARGV[i], ARGV[i + 1], ARGV[i + 2]; i = i + 3
@@ -56,6 +61,7 @@ for p = 1, np do
 end
 return false
 """
+)
 
 
 @dataclass(frozen=True)
@@ -82,13 +88,6 @@ class StoredDelivery:
     status: TargetStatus
 
 
-def arq_job_payload(source: str, event_id: str, target: str, enqueue_ms: int) -> bytes:
-    """An arq job, serialised as `workers.worker` deserialises it (JSON, not pickle)."""
-    return orjson.dumps(
-        {"t": 1, "f": DELIVER_FUNCTION, "a": [source, event_id, target], "k": {}, "et": enqueue_ms}
-    )
-
-
 class Store:
     """usersync's Redis state; holds a connection pool, no other state."""
 
@@ -104,16 +103,18 @@ class Store:
         self._ingest = redis.register_script(_INGEST)
 
     async def ingest(self, record: IngestRecord, received_at: str) -> tuple[bool, bytes]:
-        """Store the event and enqueue its deliveries; (False, original answer) if a duplicate."""
+        """Store the event and queue it for each target's pair; (False, original answer) if a
+        duplicate. A pair without a scheduled job gets one (see `usersync.pairs`)."""
         now_ms = int(time.time() * 1000)
-        job_ids = [keys.delivery_job_id(record.source, record.event_id, t) for t in record.targets]
         key_list = [
             keys.event(record.source, record.event_id),
             keys.links(record.user_id),
             keys.profile(record.user_id),
             self.queue_name,
-            *(job_key_prefix + job_id for job_id in job_ids),
         ]
+        for target in record.targets:
+            key_list += [keys.pair(target, record.user_id), keys.pending(target, record.user_id)]
+        key_list.append(keys.JOB_SEQUENCE)
         args: list[Any] = [
             orjson.dumps(record.acceptance),
             record.event_json,
@@ -121,15 +122,22 @@ class Store:
             self.retention_ms,
             len(record.targets),
             now_ms,
+            keys.event_ref(record.source, record.event_id),
+            record.order_key,
+            job_key_prefix,
         ]
         pending = TargetStatus.pending().to_json()
-        for target, job_id in zip(record.targets, job_ids, strict=True):
-            payload = arq_job_payload(record.source, record.event_id, target, now_ms)
-            args += [target, pending, job_id, payload]
+        for target in record.targets:
+            args += [
+                target,
+                pending,
+                keys.pair_job_prefix(target, record.user_id),
+                job_payload(target, record.user_id, now_ms),
+            ]
         args.append(len(record.links))
         for vendor, vendor_id in record.links.items():
             args += [vendor, vendor_id]
-        args += [record.order_key, len(record.name_parts)]
+        args.append(len(record.name_parts))
         for part, value in record.name_parts.items():
             args += [part, value or "", "1" if value is None else "0"]
         existing = await self._ingest(keys=key_list, args=args)

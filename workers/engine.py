@@ -1,205 +1,520 @@
-"""One delivery attempt of one event to one vendor instance, and what its outcome records.
+"""One job run for one pair (vendor instance, user): at most one vendor call, then a commit.
 
-The engine knows nothing vendor-specific: it resolves the vendor id, asks the adapter for a
-request, sends it, asks the adapter what the answer means, and records the outcome. Every
-outcome is written to the event's status before the job ends, so a job that arq drops can
-never take an event's fate with it.
+A run takes the pair's lease and reads what is pending (`usersync.pairs`), decides what it can
+without calling (stale, nothing to send, refused by the vendor's schema, no link), merges the
+rest field by field into one request (`workers.coalesce`), asks the vendor guard for a permit
+(circuit breaker, shared rate), makes the call, and commits every event's outcome together
+with the pair's next job. The engine knows nothing vendor-specific: adapters translate and
+read answers. docs/delivery.md describes the whole design.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 import time
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 import structlog
 from pydantic import ValidationError
 
-from config.settings import Settings
+from config.settings import Settings, VendorSettings
 from gateway.events import Event
+from usersync.pairs import Commit, EventUpdate, PairBatch, PairQueue, PendingRef
 from usersync.status import DeliveryState, TargetStatus, utc_now_iso
-from usersync.store import Store
+from usersync.vendor_guard import CallOutcome, VendorGuard
+from workers import coalesce
 from workers.backoff import retry_delay
 from workers.errors import (
     DeliveryError,
+    NoLink,
     PermanentDeliveryError,
     RetryableDeliveryError,
-    VendorRefused,
+    SchemaRefused,
 )
-from workers.planning import plan_delivery
 from workers.transport import send
-from workers.vendors.base import VendorAdapter
+from workers.vendors.base import ChangeSet, Translation, VendorAdapter, VendorRequest
 
 log = structlog.get_logger("usersync.worker")
 
+HISTORY_KEPT = 20
+"""Attempt records kept per (event, target) for dead letters: the most recent ones."""
+BULKHEAD_WAIT_S = (0.2, 0.5)
+"""A run that finds its vendor's in-flight limit reached tries again this much later."""
 
-@dataclass(frozen=True)
-class RetryLater:
-    """The engine's verdict that the job must run again in `delay_s` seconds."""
 
-    delay_s: float
+class RunAgain(Exception):
+    """The pair's job must run again (same job) in `delay_s`: another run holds its lease."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(delay_s)
+        self.delay_s = delay_s
+
+
+@dataclass
+class Candidate:
+    """One pending event of the pair, read and parsed."""
+
+    pending: PendingRef
+    event: Event
+    status: TargetStatus
+    history: list[dict[str, Any]]
+    values: coalesce.FieldValues
+    fresh: dict[str, Any] = field(default_factory=dict)
+    translation: Translation | None = None
+
+    @property
+    def event_id(self) -> str:
+        return self.event.event_id
+
+
+@dataclass
+class Run:
+    """What one job run accumulates before it commits."""
+
+    target: str
+    user_id: str
+    token: str
+    batch: PairBatch
+    started: float
+
+    vendor_user_id: str | None = None
+    updates: list[EventUpdate] = field(default_factory=list)
+
+    def drop(self, pending: PendingRef) -> None:
+        """Take a ref out of the pair without writing its event (gone, or already final)."""
+        self.updates.append(EventUpdate(pending.ref, b"", b"", remove=True))
+
+    def settle(
+        self,
+        candidate: Candidate,
+        state: DeliveryState,
+        error: str | None,
+        *,
+        attempt: dict[str, Any] | None = None,
+        remove: bool = True,
+        next_attempt_at: str | None = None,
+        coalesced: int | None = None,
+    ) -> None:
+        """Record an event's new status; `attempt` is the record of a call that carried it."""
+        self.settle_ref(
+            candidate.pending,
+            candidate.status,
+            candidate.history,
+            state,
+            error,
+            attempt=attempt,
+            remove=remove,
+            next_attempt_at=next_attempt_at,
+            coalesced=coalesced,
+        )
+
+    def settle_ref(
+        self,
+        pending: PendingRef,
+        previous: TargetStatus,
+        history: list[dict[str, Any]],
+        state: DeliveryState,
+        error: str | None,
+        *,
+        attempt: dict[str, Any] | None = None,
+        remove: bool = True,
+        next_attempt_at: str | None = None,
+        coalesced: int | None = None,
+    ) -> None:
+        now = utc_now_iso()
+        if attempt is not None:
+            history = [*history, {**attempt, "outcome": state, "error": error}][-HISTORY_KEPT:]
+        status = TargetStatus(
+            status=state,
+            attempts=previous.attempts + (1 if attempt is not None else 0),
+            last_http_status=attempt["http_status"] if attempt else previous.last_http_status,
+            last_error=error,
+            updated_at=now,
+            first_attempt_at=previous.first_attempt_at or (now if attempt else None),
+            next_attempt_at=next_attempt_at,
+            coalesced=coalesced,
+        )
+        self.updates.append(
+            EventUpdate(
+                pending.ref,
+                status.to_json(),
+                orjson.dumps(history),
+                remove=remove,
+                dead=state == "dead",
+            )
+        )
 
 
 class DeliveryEngine:
-    """Runs deliveries; holds the long-lived collaborators of one worker process."""
+    """Runs pair jobs; holds the long-lived collaborators of one worker process."""
 
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        pairs: PairQueue,
+        guard: VendorGuard,
         adapters: Mapping[str, VendorAdapter],
         session: aiohttp.ClientSession,
         random_source: Callable[[], float] = random.random,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.pairs = pairs
+        self.guard = guard
         self.adapters = adapters
         self.session = session
         self.random = random_source
+        self.bulkheads = {
+            name: asyncio.Semaphore(settings.in_flight_limit(name)) for name in settings.vendors
+        }
 
-    async def deliver(self, source: str, event_id: str, target: str) -> RetryLater | None:
-        """Make one attempt; return RetryLater when the job must be run again."""
-        structlog.contextvars.bind_contextvars(event_id=event_id, vendor=target, source=source)
-        stored = await self.store.load_delivery(source, event_id, target)
-        if stored is None:
-            log.error("delivery_record_missing", outcome="missing")
-            return None
-        if stored.status.final:
-            log.info("delivery_already_final", status=stored.status.status, outcome="noop")
-            return None
-        attempt = Attempt(
-            source, event_id, target, stored.status, stored.status.attempts + 1, time.monotonic()
+    async def run(self, target: str, user_id: str, job_id: str) -> None:
+        """One run of the pair's job; RunAgain when another run holds the pair's lease."""
+        structlog.contextvars.bind_contextvars(vendor=target, user_id=user_id)
+        vendor = self.settings.vendors.get(target)
+        lease_ms = int(((vendor.timeout_s if vendor else 10) + 5) * 1000)
+        token = f"{job_id}:{uuid.uuid4().hex[:12]}"
+        begun = await self.pairs.begin(
+            target, user_id, job_id, token, lease_ms, self.settings.worker.max_batch
         )
+        if begun.verdict == "busy":
+            raise RunAgain(begun.busy_ms / 1000 + 0.05)
+        if begun.batch is None:
+            return
+        run = Run(target, user_id, token, begun.batch, time.monotonic())
         try:
-            event = Event.model_validate_json(stored.event_json)
-        except ValidationError:
-            log.exception("stored_event_invalid", outcome="dead")
-            await self._finish(attempt, "dead", "stored_event_invalid")
-            return None
-        structlog.contextvars.bind_contextvars(user_id=event.user.id)
-        adapter = self.adapters.get(target)
-        if adapter is None:
-            attempt.log("dead", None, "vendor_not_configured")
-            await self._finish(attempt, "dead", "vendor_not_configured")
-            return None
+            commit = await self._decide(run)
+        except BaseException:
+            # Give the lease back so the job's next run is not blocked; it redoes this run.
+            await asyncio.shield(self._release(run))
+            raise
+        commit.updates = run.updates
+        if not await self.pairs.commit(target, user_id, token, _now_ms(), commit):
+            log.warning("lease_lost", outcome="lease_lost", events=len(run.updates))
+
+    async def _release(self, run: Run) -> None:
         try:
-            translation = await plan_delivery(self.store, adapter, event)
-            for omission in translation.omitted:
-                log.info("field_omitted", field=omission.field, reason=omission.reason)
-            if translation.request is None:
-                log.info("delivery_skipped", attempt=attempt.number, outcome="skipped")
-                await self._finish(attempt, "skipped", "nothing_to_send")
-                return None
-            response = await send(self.session, translation.request, adapter.settings.timeout_s)
+            await self.pairs.commit(
+                run.target, run.user_id, run.token, _now_ms(), Commit("release")
+            )
+        except Exception:  # noqa: BLE001 - Redis may be why we are here; the lease then expires
+            log.warning("lease_release_failed", outcome="lease_expires")
+
+    async def _decide(self, run: Run) -> Commit:
+        adapter = self.adapters.get(run.target)
+        vendor = self.settings.vendors.get(run.target)
+        candidates = self._read(run)
+        if adapter is None or vendor is None:
+            for candidate in candidates:
+                self._log_unsent(candidate, "dead", "vendor_not_configured")
+                run.settle(candidate, "dead", "vendor_not_configured")
+            return Commit("next")
+        selected = _select(candidates, run.batch.isolate)
+        isolate = max(0, run.batch.isolate - 1) if run.batch.isolate else None
+        included = self._plan(run, adapter, selected)
+        if not included:
+            return Commit("next", isolate=isolate)
+        if len(included) == 1:
+            translation = included[0].translation
+        else:
+            try:
+                translation = self._merged(run, adapter, included)
+            except SchemaRefused as exc:
+                log.info("coalesced_refused", outcome="isolate", error=exc.describe())
+                return Commit("next", isolate=len(included))
+        assert translation is not None and translation.request is not None
+        bulkhead = self.bulkheads[run.target]
+        if bulkhead.locked():
+            wait_s = BULKHEAD_WAIT_S[0] + self.random() * (BULKHEAD_WAIT_S[1] - BULKHEAD_WAIT_S[0])
+            return Commit("at", at_ms=_now_ms() + int(wait_s * 1000))
+        async with bulkhead:
+            permit = await self.guard.permit(
+                run.target, vendor, _now_ms(), run.token, run.batch.slot
+            )
+            if not permit.allowed:
+                return self._deferred(run, permit.verdict, permit.wait_ms)
+            commit = await self._call(run, adapter, vendor, included, translation.request)
+        if run.batch.slot is not None:
+            commit.slot = 0
+        if commit.isolate is None:
+            commit.isolate = isolate
+        return commit
+
+    def _read(self, run: Run) -> list[Candidate]:
+        """Parse the pending refs; unreadable or already-final ones are settled at once."""
+        candidates = []
+        for pending in run.batch.pending:
+            if pending.event_json is None or pending.status_json is None:
+                log.warning("pending_event_missing", ref=pending.ref, outcome="dropped")
+                run.drop(pending)
+                continue
+            status = TargetStatus.from_json(pending.status_json)
+            if status.final:  # a ref that was already settled: nothing left to do
+                run.drop(pending)
+                continue
+            history = orjson.loads(pending.history_json) if pending.history_json else []
+            try:
+                event = Event.model_validate_json(pending.event_json)
+            except ValidationError:
+                log.exception("stored_event_invalid", ref=pending.ref, outcome="dead")
+                run.settle_ref(pending, status, history, "dead", "stored_event_invalid")
+                continue
+            values = coalesce.flatten(event.changes.present(), event.vendor_fields.get(run.target))
+            candidates.append(Candidate(pending, event, status, history, values))
+        candidates.sort(key=lambda c: (c.pending.order, c.pending.received_at or ""))
+        return candidates
+
+    def _plan(self, run: Run, adapter: VendorAdapter, selected: list[Candidate]) -> list[Candidate]:
+        """Settle what needs no call; return the candidates the call must carry."""
+        if not selected:
+            return []
+        newest = selected[-1].event
+        vendor_user_id = newest.user.external_ids.get(run.target) or next(
+            (
+                c.event.user.external_ids[run.target]
+                for c in reversed(selected)
+                if run.target in c.event.user.external_ids
+            ),
+            run.batch.link,
+        )
+        included = []
+        for candidate in selected:
+            if vendor_user_id is None:
+                self._refuse(run, candidate, NoLink(run.target))
+                continue
+            candidate.fresh = coalesce.fresh(
+                candidate.values.values, candidate.pending.order, run.batch.applied
+            )
+            if candidate.values.values and not candidate.fresh and not candidate.values.opaque:
+                self._log_unsent(candidate, "skipped", "stale")
+                run.settle(candidate, "skipped", "stale")
+                continue
+            changes, vendor_fields = coalesce.unflatten(candidate.fresh)
+            try:
+                candidate.translation = adapter.translate(
+                    ChangeSet(
+                        user_id=run.user_id,
+                        vendor_user_id=vendor_user_id,
+                        changes=changes,
+                        vendor_fields=candidate.values.opaque or vendor_fields,
+                        profile=run.batch.profile,
+                    )
+                )
+            except PermanentDeliveryError as exc:
+                self._refuse(run, candidate, exc)
+                continue
+            for omission in candidate.translation.omitted:
+                log.info(
+                    "field_omitted",
+                    event_id=candidate.event_id,
+                    field=omission.field,
+                    reason=omission.reason,
+                )
+            if candidate.translation.request is None:
+                self._log_unsent(candidate, "skipped", "nothing_to_send")
+                run.settle(candidate, "skipped", "nothing_to_send")
+                continue
+            included.append(candidate)
+        run.vendor_user_id = vendor_user_id
+        return included
+
+    def _merged(self, run: Run, adapter: VendorAdapter, included: list[Candidate]) -> Translation:
+        """One translation of every included change, newest value per field key."""
+        merged, _ = coalesce.merge((c.pending.order, c.fresh) for c in included)
+        changes, vendor_fields = coalesce.unflatten(merged)
+        return adapter.translate(
+            ChangeSet(
+                user_id=run.user_id,
+                vendor_user_id=run.vendor_user_id or "",
+                changes=changes,
+                vendor_fields=vendor_fields,
+                profile=run.batch.profile,
+            )
+        )
+
+    def _deferred(self, run: Run, verdict: str, wait_ms: int) -> Commit:
+        """The guard said not now: the pair's job runs again later; no attempt is counted."""
+        spread = 0 if verdict == "rate" else int(self.random() * min(1000, wait_ms / 10 + 50))
+        at_ms = _now_ms() + wait_ms + spread
+        log.info("delivery_deferred", reason=verdict, wait_ms=wait_ms + spread, outcome="deferred")
+        slot = at_ms if verdict == "rate" else None
+        return Commit("at", at_ms=at_ms, slot=slot)
+
+    async def _call(
+        self,
+        run: Run,
+        adapter: VendorAdapter,
+        vendor: VendorSettings,
+        included: list[Candidate],
+        request: VendorRequest,
+    ) -> Commit:
+        """Make the call and turn its answer into every carried event's outcome."""
+        started = time.monotonic()
+        http_status: int | None = None
+        try:
+            response = await send(self.session, request, vendor.timeout_s)
+            http_status = response.status
             result = adapter.read_response(response.status, response.headers, response.body)
         except RetryableDeliveryError as exc:
-            return await self._retry_or_die(attempt, exc, stored.received_at)
+            outcome: CallOutcome = "throttled" if exc.http_status == 429 else "failure"
+            await self.guard.record(
+                run.target, vendor, _now_ms(), run.token, outcome, exc.retry_after_s
+            )
+            return self._retry_or_die(run, vendor, included, exc, _ms_since(started))
         except PermanentDeliveryError as exc:
-            attempt.log("dead", exc.http_status, exc.describe())
-            await self._finish(
-                attempt, "dead", exc.describe(), exc.http_status, attempted=not _unsent(exc)
-            )
-            return None
-        usage: dict[str, Any] = {"vendor_usage": dict(result.usage)} if result.usage else {}
-        attempt.log("delivered", response.status, None, **usage)
-        await self._finish(attempt, "delivered", None, response.status, attempted=True)
-        return None
-
-    async def _retry_or_die(
-        self, attempt: Attempt, exc: RetryableDeliveryError, received_at: str
-    ) -> RetryLater | None:
-        """After a retryable failure: retry later, or dead once attempts or age run out."""
-        policy = self.settings.vendors[attempt.target].retry
-        delay = retry_delay(attempt.number, policy, exc.retry_after_s, self.random)
-        age_s = (dt.datetime.now(dt.UTC) - _parse_iso(received_at)).total_seconds()
-        if attempt.number >= policy.max_attempts or age_s + delay > policy.max_age_s:
-            why = (
-                "max_attempts reached"
-                if attempt.number >= policy.max_attempts
-                else "max_age exceeded"
-            )
-            attempt.log("dead", exc.http_status, exc.describe())
-            await self._finish(
-                attempt, "dead", f"{exc.describe()} ({why})", exc.http_status, attempted=True
-            )
-            return None
-        attempt.log("retry", exc.http_status, exc.describe(), retry_in_s=round(delay, 3))
-        next_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
-        await self._finish(
-            attempt,
-            "failed",
-            exc.describe(),
-            exc.http_status,
-            attempted=True,
-            next_attempt_at=next_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            await self.guard.record(run.target, vendor, _now_ms(), run.token, "refused")
+            attempt = _attempt_record(included, exc.http_status or http_status, _ms_since(started))
+            if len(included) > 1:
+                self._log_call(included, attempt, "isolate", exc.describe())
+                return Commit("next", isolate=len(included))
+            self._log_call(included, attempt, "dead", exc.describe())
+            run.settle(included[0], "dead", exc.describe(), attempt=attempt)
+            return Commit("next")
+        await self.guard.record(
+            run.target, vendor, _now_ms(), run.token, "success", usage=result.usage
         )
-        return RetryLater(delay)
+        attempt = _attempt_record(included, http_status, _ms_since(started))
+        usage = {"vendor_usage": dict(result.usage)} if result.usage else {}
+        self._log_call(included, attempt, "delivered", None, **usage)
+        for candidate in included:
+            run.settle(candidate, "delivered", None, attempt=attempt, coalesced=len(included))
+        _, orders = coalesce.merge((c.pending.order, c.fresh) for c in included)
+        return Commit("next", applied=orders)
 
-    async def _finish(
+    def _retry_or_die(
         self,
-        attempt: Attempt,
-        state: DeliveryState,
-        error: str | None,
-        http_status: int | None = None,
-        *,
-        attempted: bool = False,
-        next_attempt_at: str | None = None,
-    ) -> None:
-        """Record the attempt's outcome as the target's new status."""
-        now = utc_now_iso()
-        previous = attempt.previous
-        status = TargetStatus(
-            status=state,
-            attempts=previous.attempts + (1 if attempted else 0),
-            last_http_status=http_status if attempted else previous.last_http_status,
-            last_error=error,
-            updated_at=now,
-            first_attempt_at=previous.first_attempt_at or (now if attempted else None),
-            next_attempt_at=next_attempt_at,
+        run: Run,
+        vendor: VendorSettings,
+        included: list[Candidate],
+        exc: RetryableDeliveryError,
+        duration_ms: float,
+    ) -> Commit:
+        """After a retryable failure: each carried event retries later or, once its attempts
+        or age run out, is dead; the pair's job is scheduled after the backoff."""
+        policy = vendor.retry
+        attempt = _attempt_record(included, exc.http_status, duration_ms)
+        number = attempt["attempt"]
+        delay = retry_delay(number, policy, exc.retry_after_s, self.random)
+        now = dt.datetime.now(dt.UTC)
+        next_at = now + dt.timedelta(seconds=delay)
+        retrying = False
+        for candidate in included:
+            age_s = (
+                now - _parse_iso(candidate.pending.received_at or utc_now_iso())
+            ).total_seconds()
+            if candidate.status.attempts + 1 >= policy.max_attempts:
+                why = "max_attempts reached"
+            elif age_s + delay > policy.max_age_s:
+                why = "max_age exceeded"
+            else:
+                run.settle(
+                    candidate,
+                    "failed",
+                    exc.describe(),
+                    attempt=attempt,
+                    remove=False,
+                    next_attempt_at=_iso(next_at),
+                )
+                retrying = True
+                continue
+            run.settle(candidate, "dead", f"{exc.describe()} ({why})", attempt=attempt)
+        outcome = "retry" if retrying else "dead"
+        self._log_call(included, attempt, outcome, exc.describe(), retry_in_s=round(delay, 3))
+        if retrying:
+            return Commit("at", at_ms=int(next_at.timestamp() * 1000))
+        return Commit("next")
+
+    def _refuse(self, run: Run, candidate: Candidate, exc: PermanentDeliveryError) -> None:
+        """A refusal decided before any call: dead with 0 attempts, never sent."""
+        self._log_unsent(candidate, "dead", exc.describe())
+        run.settle(candidate, "dead", exc.describe())
+
+    def _log_unsent(self, candidate: Candidate, outcome: str, reason: str) -> None:
+        emit = log.warning if outcome == "dead" else log.info
+        emit(
+            "delivery_attempt",
+            event_id=candidate.event_id,
+            attempt=candidate.status.attempts,
+            http_status=None,
+            duration_ms=0.0,
+            outcome=outcome,
+            error=reason,
         )
-        await self.store.set_status(attempt.source, attempt.event_id, attempt.target, status)
 
-
-@dataclass(frozen=True)
-class Attempt:
-    """One attempt of one delivery: what its outcome is recorded and logged against."""
-
-    source: str
-    event_id: str
-    target: str
-    previous: TargetStatus
-    number: int
-    started: float
-
-    def log(
-        self, outcome: str, http_status: int | None, error: str | None = None, **extra: Any
+    def _log_call(
+        self,
+        included: list[Candidate],
+        attempt: dict[str, Any],
+        outcome: str,
+        error: str | None,
+        **extra: Any,
     ) -> None:
-        """The one log line per attempt that operators follow (event_id etc. come bound)."""
+        """The one log line per vendor call: `event_id` is the newest change it carried,
+        `event_ids` all of them."""
         emit = log.warning if outcome == "dead" else log.info
         if error is not None:
             extra["error"] = error
         emit(
             "delivery_attempt",
-            attempt=self.number,
-            http_status=http_status,
-            duration_ms=_ms_since(self.started),
+            event_id=included[-1].event_id,
+            event_ids=[c.event_id for c in included],
+            coalesced=len(included),
+            attempt=attempt["attempt"],
+            http_status=attempt["http_status"],
+            duration_ms=attempt["duration_ms"],
             outcome=outcome,
             **extra,
         )
 
 
-def _unsent(exc: DeliveryError) -> bool:
-    """Refusals decided before any call (no link, schema) are not attempts at the vendor."""
-    return not isinstance(exc, VendorRefused)
+def _select(candidates: list[Candidate], isolate: int) -> list[Candidate]:
+    """The candidates one call may carry: one while isolating after a refused batch; else all,
+    up to (not past) an event whose vendor fields cannot be merged, which goes alone."""
+    if not candidates:
+        return []
+    if isolate or candidates[0].values.opaque is not None:
+        return candidates[:1]
+    selected = []
+    for candidate in candidates:
+        if candidate.values.opaque is not None:
+            break
+        selected.append(candidate)
+    return selected
+
+
+def _attempt_record(
+    included: list[Candidate], http_status: int | None, duration_ms: float
+) -> dict[str, Any]:
+    """One call as the attempt history of each event it carried records it."""
+    return {
+        "at": utc_now_iso(),
+        "attempt": max(c.status.attempts for c in included) + 1,
+        "http_status": http_status,
+        "duration_ms": duration_ms,
+        "coalesced": len(included),
+    }
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _ms_since(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
 
 
+def _iso(value: dt.datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _parse_iso(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+__all__ = ["DeliveryEngine", "DeliveryError", "RunAgain"]

@@ -1,9 +1,11 @@
 """The arq worker process: its settings, its start-up/shutdown hooks, and the `deliver` job.
 
 arq facts this relies on (shared/notes/arq.md): an ordinary exception is not retried and
-`max_tries` drops a job silently, so `deliver` never lets an exception escape and bounds
-attempts itself (`retry.max_attempts`), raising `Retry` only with a decided delay; jobs are
-JSON, not pickle, because the gateway writes them itself (`usersync.store`).
+`max_tries` drops a job silently, so `deliver` never lets an exception escape; attempts are
+counted by us (`retry.max_attempts`). Each run of a pair's job ends by scheduling the pair's
+next job itself (a fresh id, see `usersync.pairs`); arq's `Retry` is used only to run the same
+job again after a crash or while another run holds the pair's lease. Jobs are JSON, not
+pickle, because the gateway writes them itself.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from config.settings import Settings
-from usersync.store import DELIVER_FUNCTION, Store
-from workers.engine import DeliveryEngine
+from usersync.pairs import DELIVER_FUNCTION, PairQueue
+from usersync.vendor_guard import VendorGuard
+from workers.engine import DeliveryEngine, RunAgain
 from workers.vendors.base import VendorAdapter
 
 log = structlog.get_logger("usersync.worker")
@@ -31,18 +34,22 @@ ARQ_MAX_TRIES = 10_000
 """arq's own bound, out of the way: ours is `retry.max_attempts`, counted in the status."""
 
 
-async def deliver(ctx: dict[str, Any], source: str, event_id: str, target: str) -> None:
-    """arq job: one attempt of one delivery; only `Retry` or cancellation leave it unfinished."""
+CRASH_RETRY_S = 5
+"""A run that crashed (a bug, Redis gone mid-run) runs again this much later."""
+
+
+async def deliver(ctx: dict[str, Any], target: str, user_id: str) -> None:
+    """arq job: one run of a pair's job; only `Retry` or cancellation leave it unfinished."""
     engine: DeliveryEngine = ctx["engine"]
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(job_try=ctx.get("job_try"))
     try:
-        verdict = await engine.deliver(source, event_id, target)
+        await engine.run(target, user_id, ctx["job_id"])
+    except RunAgain as again:
+        raise Retry(defer=again.delay_s) from again
     except Exception as exc:  # the job's supervisor: an escaping exception would drop the job
-        log.exception("delivery_crashed", event_id=event_id, vendor=target, outcome="retry")
-        raise Retry(defer=5) from exc
-    if verdict is not None:
-        raise Retry(defer=verdict.delay_s)
+        log.exception("delivery_crashed", vendor=target, user_id=user_id, outcome="retry")
+        raise Retry(defer=CRASH_RETRY_S) from exc
 
 
 def build_worker(
@@ -57,9 +64,11 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         connector = aiohttp.TCPConnector(limit=settings.worker.concurrency * 2, limit_per_host=0)
         session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
-        store = Store(ctx["redis"], settings.retention.events_s)
+        pairs = PairQueue(ctx["redis"], settings.retention.events_s)
         ctx["session"] = session
-        ctx["engine"] = DeliveryEngine(settings, store, adapters, session)
+        ctx["engine"] = DeliveryEngine(
+            settings, pairs, VendorGuard(ctx["redis"]), adapters, session
+        )
         log.info(
             "worker_started", concurrency=settings.worker.concurrency, vendors=sorted(adapters)
         )

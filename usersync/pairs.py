@@ -1,0 +1,354 @@
+"""Per-(vendor instance, user) delivery state in Redis: pending changes, the lease, the job.
+
+The design (docs/delivery.md): every accepted event adds its ref to the pair's *pending* set,
+scored by its order key, and makes sure the pair has exactly one scheduled arq job. A job run
+takes the pair's *lease* (a token with expiry; every write it makes is fenced by that token),
+reads what is pending, makes at most one vendor call carrying all of it, and commits the
+outcome, which also schedules the pair's next job (a fresh id, now or after a backoff) or
+clears it when nothing is left. So at most one call per pair is in flight however many
+workers run, changes that arrive meanwhile are coalesced into the next call, and a wait (retry
+backoff, open circuit, rate-limit slot) is a scheduled job in Redis, never a sleeping task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from arq.constants import default_queue_name, job_key_prefix
+from redis.asyncio import Redis
+
+from usersync import keys
+
+DELIVER_FUNCTION = "deliver"
+EVENT_KEY_PREFIX = keys.PREFIX + "event:"
+
+SCHEDULE_LUA = """
+local function schedule(pair_key, job_prefix, payload, at, ttl, queue, seq, job_key_prefix)
+  local id = job_prefix .. redis.call('INCR', seq)
+  redis.call('SET', job_key_prefix .. id, payload, 'PX', ttl)
+  redis.call('ZADD', queue, at, id)
+  redis.call('HSET', pair_key, 'job', id)
+  return id
+end
+"""
+"""Lua shared by every script that may give a pair its next job: ingest, commit, replay.
+
+The job is written in arq's own format (see `job_payload`), with a key TTL that outlives the
+wait, so arq never drops it as expired."""
+
+_BEGIN = """
+if redis.call('HGET', KEYS[1], 'job') ~= ARGV[1] then return {'stale'} end
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return {'busy', redis.call('PTTL', KEYS[2])}
+end
+local refs = redis.call('ZRANGE', KEYS[3], 0, tonumber(ARGV[4]) - 1, 'WITHSCORES')
+if #refs == 0 then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return {'idle'}
+end
+local target = ARGV[5]
+local events = {}
+for i = 1, #refs, 2 do
+  events[#events + 1] = redis.call(
+    'HMGET', ARGV[6] .. refs[i], 'event', 'received_at', 't:' .. target, 'h:' .. target)
+end
+return {'ok', refs, events, redis.call('HGETALL', KEYS[4]), redis.call('HGET', KEYS[5], target),
+        redis.call('HMGET', KEYS[6], 'given_name', 'family_name', 'display_name'),
+        redis.call('HMGET', KEYS[1], 'slot', 'isolate')}
+"""
+
+_COMMIT = (
+    SCHEDULE_LUA
+    + """
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return 'lost' end
+local now, ttl, target = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[8]
+local i = 14
+local dead = false
+for u = 1, tonumber(ARGV[13]) do
+  local ref, status, history, remove, is_dead = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
+  i = i + 5
+  local event_key = ARGV[7] .. ref
+  if status ~= '' and redis.call('EXISTS', event_key) == 1 then
+    redis.call('HSET', event_key, 't:' .. target, status, 'h:' .. target, history)
+    if is_dead == '1' then
+      redis.call('ZADD', KEYS[7], now, ref .. ':' .. target)
+      redis.call('ZADD', KEYS[8], now, ref .. ':' .. target)
+      dead = true
+    end
+  end
+  if remove == '1' then redis.call('ZREM', KEYS[2], ref) end
+end
+if dead then
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - ttl)
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - ttl)
+end
+local n_applied = tonumber(ARGV[i]); i = i + 1
+for a = 1, n_applied do
+  local current = redis.call('HGET', KEYS[3], ARGV[i])
+  if not current or tonumber(ARGV[i+1]) > tonumber(current) then
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i+1])
+  end
+  i = i + 2
+end
+if n_applied > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+if ARGV[11] == '-' then redis.call('HDEL', KEYS[1], 'slot')
+elseif ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'slot', ARGV[11]) end
+if ARGV[12] == '0' then redis.call('HDEL', KEYS[1], 'isolate')
+elseif ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'isolate', ARGV[12]) end
+local mode = ARGV[9]
+if mode == 'at' then
+  local at = tonumber(ARGV[10])
+  schedule(KEYS[1], ARGV[4], ARGV[5], at, ttl + math.max(0, at - now), KEYS[5], KEYS[6], ARGV[6])
+elseif mode == 'next' then
+  if redis.call('ZCARD', KEYS[2]) > 0 then
+    schedule(KEYS[1], ARGV[4], ARGV[5], now, ttl, KEYS[5], KEYS[6], ARGV[6])
+  else
+    redis.call('DEL', KEYS[1])
+  end
+end
+redis.call('DEL', KEYS[4])
+return 'ok'
+"""
+)
+
+_REPLAY = (
+    SCHEDULE_LUA
+    + """
+if redis.call('ZREM', KEYS[4], ARGV[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[5], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[1], 't:' .. ARGV[3], ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+if not redis.call('HGET', KEYS[2], 'job') then
+  schedule(KEYS[2], ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), KEYS[6], KEYS[7],
+           ARGV[10])
+end
+return 1
+"""
+)
+
+
+def job_payload(target: str, user_id: str, enqueue_ms: int) -> bytes:
+    """A pair job in arq's format, serialised as `workers.worker` reads it (JSON, not pickle)."""
+    return orjson.dumps(
+        {"t": 1, "f": DELIVER_FUNCTION, "a": [target, user_id], "k": {}, "et": enqueue_ms}
+    )
+
+
+@dataclass(frozen=True)
+class PendingRef:
+    """One event waiting for a pair, as the begin script read it."""
+
+    ref: str
+    order: int
+    event_json: bytes | None
+    received_at: str | None
+    status_json: bytes | None
+    history_json: bytes | None
+
+
+@dataclass(frozen=True)
+class PairBatch:
+    """What a job run holds after `begin`: the pending refs (oldest first) and the pair's
+    context (acknowledged field orders, stored link, name profile, reserved slot)."""
+
+    pending: list[PendingRef]
+    applied: dict[str, int]
+    link: str | None
+    profile: dict[str, str]
+    slot: int | None
+    isolate: int
+
+
+@dataclass(frozen=True)
+class Begun:
+    """The begin script's verdict: `ok` (with a batch), `idle`, `stale` or `busy`."""
+
+    verdict: str
+    batch: PairBatch | None = None
+    busy_ms: int = 0
+
+
+@dataclass
+class EventUpdate:
+    """A new status (and attempt history) for one pending event, written by `commit`."""
+
+    ref: str
+    status_json: bytes
+    history_json: bytes
+    remove: bool
+    dead: bool = False
+
+
+@dataclass
+class Commit:
+    """Everything one job run writes when it ends, fenced by its lease token.
+
+    `mode`: "next" (schedule the pair again now if anything is pending, else clear it), "at"
+    (schedule at `at_ms`: a backoff, an open circuit, a rate slot), "release" (only drop the
+    lease: the current job runs again, as after a cancellation). `slot`: None keeps it, 0
+    clears it, else a reserved slot time (ms). `isolate`: None keeps, else the new count."""
+
+    mode: str
+    at_ms: int = 0
+    updates: list[EventUpdate] = field(default_factory=list)
+    applied: dict[str, int] = field(default_factory=dict)
+    slot: int | None = None
+    isolate: int | None = None
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode() if value is not None else None
+
+
+class PairQueue:
+    """The pair scripts, bound to one Redis client; holds no other state."""
+
+    def __init__(
+        self, redis: Redis, retention_s: int, queue_name: str = default_queue_name
+    ) -> None:
+        self.redis = redis
+        self.retention_ms = retention_s * 1000
+        self.queue_name = queue_name
+        self._begin = redis.register_script(_BEGIN)
+        self._commit = redis.register_script(_COMMIT)
+        self._replay = redis.register_script(_REPLAY)
+
+    async def begin(
+        self, target: str, user_id: str, job_id: str, token: str, lease_ms: int, max_batch: int
+    ) -> Begun:
+        """Take the pair's lease and read what is pending, if `job_id` is the pair's job."""
+        reply = await self._begin(
+            keys=[
+                keys.pair(target, user_id),
+                keys.lease(target, user_id),
+                keys.pending(target, user_id),
+                keys.applied(target, user_id),
+                keys.links(user_id),
+                keys.profile(user_id),
+            ],
+            args=[job_id, token, lease_ms, max_batch, target, EVENT_KEY_PREFIX],
+        )
+        verdict = reply[0].decode()
+        if verdict == "busy":
+            return Begun("busy", busy_ms=int(reply[1]))
+        if verdict != "ok":
+            return Begun(verdict)
+        refs, events, applied_raw, link, profile_raw, pair_raw = reply[1:]
+        pending = [
+            PendingRef(
+                ref=refs[2 * n].decode(),
+                order=int(float(refs[2 * n + 1])),
+                event_json=event[0],
+                received_at=_text(event[1]),
+                status_json=event[2],
+                history_json=event[3],
+            )
+            for n, event in enumerate(events)
+        ]
+        applied = {
+            applied_raw[n].decode(): int(applied_raw[n + 1]) for n in range(0, len(applied_raw), 2)
+        }
+        profile = {
+            part: value.decode()
+            for part, value in zip(
+                ("given_name", "family_name", "display_name"), profile_raw, strict=True
+            )
+            if value is not None
+        }
+        slot, isolate = pair_raw
+        return Begun(
+            "ok",
+            PairBatch(
+                pending=pending,
+                applied=applied,
+                link=_text(link),
+                profile=profile,
+                slot=int(float(slot)) if slot is not None else None,
+                isolate=int(isolate) if isolate is not None else 0,
+            ),
+        )
+
+    async def commit(
+        self, target: str, user_id: str, token: str, now_ms: int, commit: Commit
+    ) -> bool:
+        """Write a job run's outcome and the pair's next job; False if the lease was lost."""
+        args: list[Any] = [
+            token,
+            now_ms,
+            self.retention_ms,
+            keys.pair_job_prefix(target, user_id),
+            job_payload(target, user_id, now_ms),
+            job_key_prefix,
+            EVENT_KEY_PREFIX,
+            target,
+            commit.mode,
+            commit.at_ms,
+            "" if commit.slot is None else ("-" if commit.slot == 0 else commit.slot),
+            "" if commit.isolate is None else commit.isolate,
+            len(commit.updates),
+        ]
+        for update in commit.updates:
+            args += [
+                update.ref,
+                update.status_json,
+                update.history_json,
+                "1" if update.remove else "0",
+                "1" if update.dead else "0",
+            ]
+        args.append(len(commit.applied))
+        for key, order in commit.applied.items():
+            args += [key, order]
+        reply = await self._commit(
+            keys=[
+                keys.pair(target, user_id),
+                keys.pending(target, user_id),
+                keys.applied(target, user_id),
+                keys.lease(target, user_id),
+                self.queue_name,
+                keys.JOB_SEQUENCE,
+                keys.DEAD_LETTERS,
+                keys.dead_letters_of(target),
+            ],
+            args=args,
+        )
+        return bytes(reply) == b"ok"
+
+    async def replay(
+        self,
+        source: str,
+        event_id: str,
+        target: str,
+        user_id: str,
+        order: int,
+        status_json: bytes,
+        now_ms: int,
+    ) -> int:
+        """Put a dead delivery back in its pair's pending set: 1 done, 0 not dead, -1 expired."""
+        ref = keys.event_ref(source, event_id)
+        reply = await self._replay(
+            keys=[
+                keys.event(source, event_id),
+                keys.pair(target, user_id),
+                keys.pending(target, user_id),
+                keys.DEAD_LETTERS,
+                keys.dead_letters_of(target),
+                self.queue_name,
+                keys.JOB_SEQUENCE,
+            ],
+            args=[
+                keys.dead_letter_id(source, event_id, target),
+                ref,
+                target,
+                order,
+                status_json,
+                keys.pair_job_prefix(target, user_id),
+                job_payload(target, user_id, now_ms),
+                now_ms,
+                self.retention_ms,
+                job_key_prefix,
+            ],
+        )
+        return int(reply)

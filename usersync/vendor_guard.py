@@ -1,0 +1,233 @@
+"""Per vendor instance, shared by every worker process: circuit breaker and adaptive rate limit.
+
+Both live in one Redis hash per instance (`keys.vendor`), changed only by the two scripts
+below, so every worker sees one breaker and one rate:
+
+- `permit` is asked before a call. The breaker first: an open circuit holds calls off until
+  its cool-down ends, then lets exactly one *probe* call through (a token with expiry). Then a
+  pause a vendor asked for (`Retry-After` on a 429). Then the rate: GCRA with reservation, so
+  each caller that must wait gets its own future slot (callers queue up instead of all polling
+  for the next free token).
+- `record` is told how the call went: success (or a refusal, which also proves the vendor up)
+  closes the circuit; a failure counts towards opening it, and a failed probe reopens it with
+  a doubled cool-down; a 429 halves the rate, which climbs back linearly over `recovery_s`.
+  Usage counters a vendor reports (Plaspy's `apiUsage`, `apiDailyUsage`) are kept here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from config.settings import VendorSettings
+from usersync import keys
+
+MIN_RATE_FACTOR = 0.05
+"""A 429 storm never slows an instance below this share of its configured rate."""
+
+_FACTOR = """
+local function current_factor(factor, factor_at, now, recovery)
+  if not factor then return 1 end
+  factor, factor_at = tonumber(factor), tonumber(factor_at)
+  return math.min(1, factor + (1 - factor) * math.max(0, now - factor_at) / recovery)
+end
+"""
+
+_PERMIT = (
+    _FACTOR
+    + """
+local now = tonumber(ARGV[1])
+local v = redis.call('HMGET', KEYS[1], 'open_until', 'paused_until', 'tat', 'factor', 'factor_at')
+local probing = false
+local open_until = tonumber(v[1] or '0')
+if open_until > 0 then
+  if now < open_until then return {'open', math.ceil(open_until - now)} end
+  if not redis.call('SET', KEYS[2], ARGV[7], 'NX', 'PX', ARGV[5]) then
+    return {'open', math.max(200, redis.call('PTTL', KEYS[2]))}
+  end
+  probing = true
+end
+local verdict = 'go'
+if probing then verdict = 'probe' end
+local paused = tonumber(v[2] or '0')
+if paused > now then
+  if probing then redis.call('DEL', KEYS[2]) end
+  return {'paused', math.ceil(paused - now)}
+end
+if ARGV[4] ~= '' and tonumber(ARGV[4]) <= now + 5 then return {verdict, 0} end
+local factor = current_factor(v[4], v[5], now, tonumber(ARGV[6]))
+local interval = 1000 / (tonumber(ARGV[2]) * factor)
+local tat = math.max(tonumber(v[3] or '0'), now)
+local slot = math.max(now, tat - (tonumber(ARGV[3]) - 1) * interval)
+redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', tat + interval))
+if slot > now then
+  if probing then redis.call('DEL', KEYS[2]) end
+  return {'rate', math.ceil(slot - now)}
+end
+return {verdict, 0}
+"""
+)
+
+_RECORD = (
+    _FACTOR
+    + """
+local now, outcome = tonumber(ARGV[1]), ARGV[2]
+local probe_mine = redis.call('GET', KEYS[2]) == ARGV[8]
+if probe_mine then redis.call('DEL', KEYS[2]) end
+if outcome == 'success' or outcome == 'refused' then
+  redis.call('HSET', KEYS[1], 'failures', 0, 'open_until', 0, 'cooldown', 0)
+elseif outcome == 'failure' then
+  local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+  local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
+  if probe_mine or (open_until == 0 and failures >= tonumber(ARGV[3])) then
+    local cooldown = tonumber(redis.call('HGET', KEYS[1], 'cooldown') or '0')
+    if cooldown == 0 then cooldown = tonumber(ARGV[4])
+    elseif probe_mine then cooldown = math.min(cooldown * 2, tonumber(ARGV[5])) end
+    redis.call('HSET', KEYS[1], 'open_until', now + cooldown, 'cooldown', cooldown)
+    redis.call('HINCRBY', KEYS[1], 'opened', 1)
+  end
+elseif outcome == 'throttled' then
+  local v = redis.call('HMGET', KEYS[1], 'factor', 'factor_at')
+  local factor = current_factor(v[1], v[2], now, tonumber(ARGV[7]))
+  factor = math.max(tonumber(ARGV[9]), factor / 2)
+  redis.call('HSET', KEYS[1], 'factor', string.format('%.4f', factor), 'factor_at', now)
+  redis.call('HINCRBY', KEYS[1], 'throttled', 1)
+  if ARGV[6] ~= '' then
+    local until_ms = now + tonumber(ARGV[6])
+    if until_ms > tonumber(redis.call('HGET', KEYS[1], 'paused_until') or '0') then
+      redis.call('HSET', KEYS[1], 'paused_until', until_ms)
+    end
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'calls:' .. outcome, 1)
+for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[1], 'usage:' .. ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+)
+
+Verdict = Literal["go", "probe", "open", "paused", "rate"]
+CallOutcome = Literal["success", "refused", "failure", "throttled"]
+
+
+@dataclass(frozen=True)
+class Permit:
+    """`go`/`probe`: call now. `open`, `paused`, `rate`: do not call; try again in `wait_ms`
+    (for `rate`, a slot is reserved at now + `wait_ms`)."""
+
+    verdict: Verdict
+    wait_ms: int
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict in ("go", "probe")
+
+
+class VendorGuard:
+    """The breaker and rate scripts bound to one Redis client; holds no other state."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._commands: Any = redis
+        self._permit = redis.register_script(_PERMIT)
+        self._record = redis.register_script(_RECORD)
+
+    async def permit(
+        self,
+        name: str,
+        settings: VendorSettings,
+        now_ms: int,
+        token: str,
+        reserved_slot_ms: int | None,
+    ) -> Permit:
+        """May `name` be called now? A reserved slot that is due is used without a new one."""
+        reply = await self._permit(
+            keys=[keys.vendor(name), keys.probe(name)],
+            args=[
+                now_ms,
+                settings.rate_limit.per_second,
+                settings.rate_limit.burst,
+                "" if reserved_slot_ms is None else reserved_slot_ms,
+                int((settings.timeout_s + 5) * 1000),
+                int(settings.rate_limit.recovery_s * 1000),
+                token,
+            ],
+        )
+        return Permit(reply[0].decode(), int(reply[1]))
+
+    async def record(
+        self,
+        name: str,
+        settings: VendorSettings,
+        now_ms: int,
+        token: str,
+        outcome: CallOutcome,
+        retry_after_s: float | None = None,
+        usage: Mapping[str, int] | None = None,
+    ) -> None:
+        """Tell the breaker and the rate how a call to `name` went."""
+        breaker = settings.circuit_breaker
+        args: list[Any] = [
+            now_ms,
+            outcome,
+            breaker.failure_threshold,
+            int(breaker.cooldown_s * 1000),
+            int(breaker.max_cooldown_s * 1000),
+            "" if retry_after_s is None else int(retry_after_s * 1000),
+            int(settings.rate_limit.recovery_s * 1000),
+            token,
+            MIN_RATE_FACTOR,
+        ]
+        for counter, value in (usage or {}).items():
+            args += [counter, value]
+        await self._record(keys=[keys.vendor(name), keys.probe(name)], args=args)
+
+    async def state(self, name: str, settings: VendorSettings, now_ms: int) -> dict[str, Any]:
+        """What operators see of an instance (`GET /v1/vendors`, `usersync vendors`)."""
+        raw = await self._commands.hgetall(keys.vendor(name))
+        fields = {key.decode(): value.decode() for key, value in raw.items()}
+        open_until = int(float(fields.get("open_until", 0)))
+        factor = _current_factor(fields, now_ms, settings.rate_limit.recovery_s * 1000)
+        paused_until = int(float(fields.get("paused_until", 0)))
+        if open_until == 0:
+            circuit = "closed"
+        elif now_ms < open_until:
+            circuit = "open"
+        else:
+            circuit = "half_open"
+        return {
+            "kind": settings.kind,
+            "circuit": {
+                "state": circuit,
+                "consecutive_failures": int(fields.get("failures", 0)),
+                "open_for_s": round(max(0, open_until - now_ms) / 1000, 3),
+                "times_opened": int(fields.get("opened", 0)),
+            },
+            "rate": {
+                "configured_per_second": settings.rate_limit.per_second,
+                "burst": settings.rate_limit.burst,
+                "effective_per_second": round(settings.rate_limit.per_second * factor, 3),
+                "paused_for_s": round(max(0, paused_until - now_ms) / 1000, 3),
+                "times_throttled": int(fields.get("throttled", 0)),
+            },
+            "calls": {
+                key.removeprefix("calls:"): int(value)
+                for key, value in sorted(fields.items())
+                if key.startswith("calls:")
+            },
+            "usage": {
+                key.removeprefix("usage:"): int(value)
+                for key, value in sorted(fields.items())
+                if key.startswith("usage:")
+            },
+        }
+
+
+def _current_factor(fields: Mapping[str, str], now_ms: int, recovery_ms: float) -> float:
+    """The rate factor as `permit` computes it (Python twin of the Lua `current_factor`)."""
+    if "factor" not in fields:
+        return 1.0
+    factor, factor_at = float(fields["factor"]), float(fields["factor_at"])
+    return min(1.0, factor + (1 - factor) * max(0.0, now_ms - factor_at) / recovery_ms)
