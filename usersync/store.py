@@ -52,8 +52,8 @@ local order = tonumber(ARGV[8])
 local np = tonumber(ARGV[i]); i = i + 1
 for p = 1, np do
   local field, value, clear = ARGV[i], ARGV[i + 1], ARGV[i + 2]; i = i + 3
-  local current = tonumber(redis.call('HGET', KEYS[3], 'v:' .. field) or '-1')
-  if order >= current then
+  local current = redis.call('HGET', KEYS[3], 'v:' .. field)
+  if not current or order >= tonumber(current) then
     if clear == '1' then redis.call('HDEL', KEYS[3], field)
     else redis.call('HSET', KEYS[3], field, value) end
     redis.call('HSET', KEYS[3], 'v:' .. field, order)
@@ -77,15 +77,6 @@ class IngestRecord:
     targets: Sequence[str]
     links: Mapping[str, str]
     name_parts: Mapping[str, str | None]
-
-
-@dataclass(frozen=True)
-class StoredDelivery:
-    """What a worker needs to run one (event, target) delivery."""
-
-    event_json: bytes
-    received_at: str
-    status: TargetStatus
 
 
 class Store:
@@ -144,24 +135,6 @@ class Store:
         if existing:
             return False, cast(bytes, existing)
         return True, orjson.dumps(record.acceptance)
-
-    async def load_delivery(self, source: str, event_id: str, target: str) -> StoredDelivery | None:
-        event_json, received_at, status = await self._commands.hmget(
-            keys.event(source, event_id), ["event", "received_at", f"t:{target}"]
-        )
-        if event_json is None or status is None:
-            return None
-        return StoredDelivery(event_json, received_at.decode(), TargetStatus.from_json(status))
-
-    async def set_status(
-        self, source: str, event_id: str, target: str, status: TargetStatus
-    ) -> None:
-        """Record a target's new state; a dead one is also indexed for the dead-letter queue."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.event(source, event_id), f"t:{target}", status.to_json().decode())
-            if status.status == "dead":
-                pipe.zadd(keys.DEAD_LETTERS, {f"{source}|{event_id}|{target}": time.time()})
-            await pipe.execute()
 
     async def event_status(self, source: str, event_id: str) -> dict[str, Any] | None:
         """The status answer of SPEC §2, or None if no such event is stored."""

@@ -63,7 +63,9 @@ def fresh(values: Mapping[str, Any], order: int, applied: Mapping[str, int]) -> 
 
     An equal order key is fresh: it is the same change again (a re-run after a crash, say), and
     sending it again is harmless where skipping it could lose it."""
-    return {key: value for key, value in values.items() if applied.get(key, -1) <= order}
+    return {
+        key: value for key, value in values.items() if key not in applied or applied[key] <= order
+    }
 
 
 def merge(items: Iterable[tuple[int, Mapping[str, Any]]]) -> tuple[dict[str, Any], dict[str, int]]:
@@ -75,7 +77,7 @@ def merge(items: Iterable[tuple[int, Mapping[str, Any]]]) -> tuple[dict[str, Any
     orders: dict[str, int] = {}
     for order, values in items:
         for key, value in values.items():
-            if order >= orders.get(key, -1):
+            if key not in orders or order >= orders[key]:
                 merged[key] = value
                 orders[key] = order
     return merged, orders
