@@ -48,6 +48,16 @@ def test_secrets_do_not_appear_in_settings_repr(tmp_path: Path) -> None:
             "sources.s.allowed_targets",
         ),
         ("redis: {url: 'http://x'}", "redis.url"),
+        (
+            f"vendors: {{v: {{{VENDOR}, retry: {{max_age_s: 90000}}}}}}\nretention: {{events_s: 86400}}",
+            "vendors.v.retry.max_age_s",
+        ),
+        (
+            f"vendors: {{v: {{{VENDOR}, circuit_breaker: {{failure_threshold: 0}}}}}}",
+            "failure_threshold",
+        ),
+        (f"vendors: {{v: {{{VENDOR}, max_in_flight: 0}}}}", "vendors.v.max_in_flight"),
+        ("worker: {max_batch: 0}", "worker.max_batch"),
         ("- a list", "top level must be a mapping"),
         ("gateway: [unclosed", "not valid YAML"),
     ],
@@ -63,3 +73,11 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     """A config path that cannot be read is a ConfigError naming the file."""
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path / "nope.yaml", {})
+
+
+def test_in_flight_limit_defaults_to_half_the_concurrency(tmp_path: Path) -> None:
+    """A vendor without max_in_flight may use half the worker's slots; a set value wins."""
+    text = f"worker: {{concurrency: 9}}\nvendors: {{a: {{{VENDOR}}}, b: {{{VENDOR}, max_in_flight: 7}}}}"
+    settings = load_settings(write(tmp_path, text), {})
+    assert settings.in_flight_limit("a") == 4
+    assert settings.in_flight_limit("b") == 7
