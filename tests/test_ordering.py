@@ -135,6 +135,29 @@ async def test_changes_waiting_behind_a_slow_call_are_merged_field_by_field(
     assert [f["targets"]["fleet-eu"]["coalesced"] for f in finals] == [1, 3, 3, 3]
 
 
+@pytest.mark.timeout(60)
+async def test_one_call_in_flight_per_pair_across_two_worker_processes(
+    two_workers: None, redis_server: EmbeddedRedis, sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    """Fleet takes 300 ms per call while updates to one user keep arriving every 100 ms, with
+    two worker processes: each call reaches Fleet only after the previous one was answered."""
+    test_settings = make_settings(redis_server.url, sandbox.url)
+    async with running_gateway(test_settings) as url:
+        gateway = Gateway(url, http)
+        await gateway.post(event("warm-up", targets=["partoo"]))
+        await gateway.wait_final("warm-up", timeout_s=20)  # the worker processes are up
+        await sandbox.fault("fleet", latency_ms=300, count=100)
+        for n in range(1, 13):
+            await gateway.post(versioned(n, n, {"job_title": f"t v{n}"}, targets=["fleet-eu"]))
+            await asyncio.sleep(0.1)
+        finals = [await gateway.wait_final(f"evt-{n}", timeout_s=20) for n in range(1, 13)]
+    assert {f["targets"]["fleet-eu"]["status"] for f in finals} == {"delivered"}
+    received = [r["received_at"] for r in await sandbox.requests("fleet")]
+    assert len(received) >= 3  # several calls, so the spacing below means something
+    gaps = [later - earlier for earlier, later in itertools.pairwise(received)]
+    assert min(gaps) >= 0.3, gaps
+
+
 # --- the property: shuffled concurrent updates, two worker processes ----------------------
 
 

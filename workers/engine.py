@@ -242,7 +242,7 @@ class DeliveryEngine:
             commit = await self._call(run, adapter, vendor, included, translation.request)
         if run.batch.slot is not None:
             commit.slot = 0
-        if commit.isolate is None:
+        if commit.isolate is None and commit.mode == "next":  # its event was settled
             commit.isolate = isolate
         return commit
 
