@@ -32,7 +32,6 @@ from usersync.vendor_guard import CallOutcome, VendorGuard
 from workers import coalesce
 from workers.backoff import retry_delay
 from workers.errors import (
-    DeliveryError,
     NoLink,
     PermanentDeliveryError,
     RetryableDeliveryError,
@@ -82,7 +81,6 @@ class Run:
     user_id: str
     token: str
     batch: PairBatch
-    started: float
 
     vendor_user_id: str | None = None
     updates: list[EventUpdate] = field(default_factory=list)
@@ -187,7 +185,7 @@ class DeliveryEngine:
             raise RunAgain(begun.busy_ms / 1000 + 0.05)
         if begun.batch is None:
             return
-        run = Run(target, user_id, token, begun.batch, time.monotonic())
+        run = Run(target, user_id, token, begun.batch)
         try:
             commit = await self._decide(run)
         except BaseException:
@@ -515,6 +513,3 @@ def _iso(value: dt.datetime) -> str:
 
 def _parse_iso(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-__all__ = ["DeliveryEngine", "DeliveryError", "RunAgain"]
