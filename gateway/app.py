@@ -14,9 +14,20 @@ from redis.exceptions import RedisError
 
 from config.settings import Settings
 from gateway import routes
-from gateway.context import PREVIEWER, SETTINGS, STORE, Previewer, json_response
+from gateway.context import (
+    DEAD_LETTERS,
+    PREVIEWER,
+    SETTINGS,
+    STORE,
+    VENDOR_GUARD,
+    Previewer,
+    json_response,
+)
 from gateway.errors import ApiError, redis_unavailable
+from usersync.dead_letters import DeadLetters
+from usersync.pairs import PairQueue
 from usersync.store import Store
+from usersync.vendor_guard import VendorGuard
 
 log = structlog.get_logger("usersync.gateway")
 
@@ -58,5 +69,8 @@ def create_gateway_app(settings: Settings, store: Store, previewer: Previewer) -
     app[SETTINGS] = settings
     app[STORE] = store
     app[PREVIEWER] = previewer
+    pairs = PairQueue(store.redis, settings.retention.events_s, store.queue_name)
+    app[DEAD_LETTERS] = DeadLetters(store.redis, pairs)
+    app[VENDOR_GUARD] = VendorGuard(store.redis)
     routes.add_routes(app)
     return app

@@ -56,3 +56,10 @@ def authenticate(request: web.Request, settings: Settings, *, admin_allowed: boo
     if is_admin:
         raise ApiError(403, "forbidden", "the admin token cannot post events; use a source token")
     raise unauthorized()
+
+
+def require_admin(request: web.Request, settings: Settings) -> None:
+    """Admin calls: 401 without a valid token, 403 for a source's token."""
+    caller = authenticate(request, settings, admin_allowed=True)
+    if not caller.is_admin:
+        raise ApiError(403, "forbidden", "this call needs the admin token")

@@ -10,7 +10,9 @@ from aiohttp import web
 
 from config.settings import Settings
 from gateway.events import Event
+from usersync.dead_letters import DeadLetters
 from usersync.store import Store
+from usersync.vendor_guard import VendorGuard
 
 Previewer = Callable[[Event, list[str]], Awaitable[dict[str, Any]]]
 """Given a validated event and its targets: the request each target would receive."""
@@ -18,6 +20,8 @@ Previewer = Callable[[Event, list[str]], Awaitable[dict[str, Any]]]
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 PREVIEWER: web.AppKey[Previewer] = web.AppKey("previewer")
+DEAD_LETTERS = web.AppKey("dead_letters", DeadLetters)
+VENDOR_GUARD = web.AppKey("vendor_guard", VendorGuard)
 
 
 def json_response(

@@ -10,7 +10,8 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.auth import Caller, authenticate
+from gateway import admin
+from gateway.auth import Caller, authenticate, require_admin
 from gateway.body import read_json_object
 from gateway.context import PREVIEWER, SETTINGS, STORE, json_response
 from gateway.errors import ApiError, field_problems, schema_error
@@ -85,9 +86,7 @@ async def get_event(request: web.Request) -> web.Response:
 
 
 def _admin(request: web.Request) -> None:
-    caller = authenticate(request, request.app[SETTINGS], admin_allowed=True)
-    if not caller.is_admin:
-        raise ApiError(403, "forbidden", "this call needs the admin token")
+    require_admin(request, request.app[SETTINGS])
 
 
 def _user_id(request: web.Request) -> str:
@@ -136,3 +135,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put("/v1/users/{user_id}/links/{vendor}", put_link)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    admin.add_routes(app)
