@@ -9,6 +9,7 @@ import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import orjson
 
@@ -128,6 +129,51 @@ def cmd_links(args: argparse.Namespace) -> int:
     return _print(_run_async(call("PUT", f"{base}/{args.vendor}", token, body)))
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    """Dead letters through the admin API; replay and purge take ids, or --vendor, or --all."""
+    settings = _load(args)
+    base = f"{_gateway_url(args, settings)}/v1/dead-letters"
+    token = _admin_token(args, settings)
+    if args.dlq_command == "list":
+        query = {
+            "vendor": args.vendor,
+            "source": args.source,
+            "limit": args.limit,
+            "cursor": args.cursor,
+        }
+        given = {name: value for name, value in query.items() if value is not None}
+        url = f"{base}?{urlencode(given)}" if given else base
+        return _print(_run_async(call("GET", url, token)))
+    if args.dlq_command == "show":
+        return _print(_run_async(call("GET", f"{base}/{quote(args.id, safe=':')}", token)))
+    chosen = [bool(args.ids), args.vendor is not None, args.all]
+    if sum(chosen) != 1:
+        print(
+            f"usersync dlq {args.dlq_command}: give dead-letter ids, or --vendor NAME, or --all",
+            file=sys.stderr,
+        )
+        return 2
+    replay = args.dlq_command == "replay"
+    if args.ids:
+        method, suffix = ("POST", "/replay") if replay else ("DELETE", "")
+        codes = [
+            _print(_run_async(call(method, f"{base}/{quote(i, safe=':')}{suffix}", token)))
+            for i in args.ids
+        ]
+        return max(codes)
+    scope: dict[str, Any] = {"vendor": args.vendor} if args.vendor is not None else {"all": True}
+    if replay:
+        return _print(_run_async(call("POST", f"{base}:replay", token, orjson.dumps(scope))))
+    purge = urlencode({"vendor": args.vendor} if args.vendor is not None else {"all": "true"})
+    return _print(_run_async(call("DELETE", f"{base}?{purge}", token)))
+
+
+def cmd_vendors(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    url = f"{_gateway_url(args, settings)}/v1/vendors"
+    return _print(_run_async(call("GET", url, _admin_token(args, settings))))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="usersync", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -167,6 +213,28 @@ def build_parser() -> argparse.ArgumentParser:
     put.add_argument("vendor")
     put.add_argument("vendor_id")
     links.set_defaults(handler=cmd_links)
+
+    dlq = commands.add_parser("dlq", parents=[client], help="dead letters (admin)")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    listing = dlq_commands.add_parser("list", parents=[client], help="newest first")
+    listing.add_argument("--vendor", help="only this vendor instance's letters")
+    listing.add_argument("--source", help="only this source's letters")
+    listing.add_argument("--limit", type=int, help="at most this many (1-1000, default 100)")
+    listing.add_argument("--cursor", help="the next_cursor of the previous page")
+    show = dlq_commands.add_parser("show", parents=[client], help="one letter, secrets masked")
+    show.add_argument("id", help="dead-letter id: source:event_id:vendor")
+    for name, text in (
+        ("replay", "send again (through ordering: never over newer data)"),
+        ("purge", "drop from the queue (the event stays dead)"),
+    ):
+        sub = dlq_commands.add_parser(name, parents=[client], help=text)
+        sub.add_argument("ids", nargs="*", metavar="ID", help="dead-letter ids")
+        sub.add_argument("--vendor", help="every letter of this vendor instance")
+        sub.add_argument("--all", action="store_true", help="every letter")
+    dlq.set_defaults(handler=cmd_dlq)
+    commands.add_parser(
+        "vendors", parents=[client], help="circuit, rate, calls and usage of each vendor (admin)"
+    ).set_defaults(handler=cmd_vendors)
     return parser
 
 
