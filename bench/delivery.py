@@ -215,7 +215,30 @@ def _epoch(iso: str) -> float:
     return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+async def drive(args: argparse.Namespace, gateway: str, sandbox: str) -> dict[str, Any]:
+    """Wait for the daemon, then run the phases against it."""
+    async with aiohttp.ClientSession() as http:
+        bench = Bench(http, gateway, sandbox)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                async with http.get(bench.gateway + "/readyz") as response:
+                    if response.status == 200:
+                        break
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("usersync run did not become ready")
+            await asyncio.sleep(0.1)
+        await bench.make_users(args.events + args.burst_users)
+        await latency_phase(bench, 20, args.rate, "warm")  # warm-up, discarded
+        latency = await latency_phase(bench, args.events, args.rate, "lat")
+        burst = await burst_phase(bench, args.burst_users, args.burst_updates, args.events)
+    return {"latency": latency, "burst": burst}
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    """Start `usersync run` from the checkout at --root, drive it, stop it."""
     root = Path(args.root).resolve()
     with tempfile.TemporaryDirectory(prefix="usersync-bench-") as tmp:
         gateway, sandbox = free_port(), free_port()
@@ -228,27 +251,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             start_new_session=True,
         )
         try:
-            async with aiohttp.ClientSession() as http:
-                bench = Bench(http, f"http://127.0.0.1:{gateway}", f"http://127.0.0.1:{sandbox}")
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        async with http.get(bench.gateway + "/readyz") as response:
-                            if response.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise SystemExit("usersync run did not become ready")
-                    await asyncio.sleep(0.1)
-                await bench.make_users(args.events + args.burst_users)
-                await latency_phase(bench, 20, args.rate, "warm")  # warm-up, discarded
-                latency = await latency_phase(bench, args.events, args.rate, "lat")
-                burst = await burst_phase(bench, args.burst_users, args.burst_updates, args.events)
+            figures = asyncio.run(
+                drive(args, f"http://127.0.0.1:{gateway}", f"http://127.0.0.1:{sandbox}")
+            )
         finally:
             os.killpg(process.pid, signal.SIGINT)
             process.wait(30)
-    return {"root": str(root), "latency": latency, "burst": burst, "args": vars(args)}
+    return {"root": str(root), **figures, "args": vars(args)}
 
 
 def report(result: dict[str, Any]) -> None:
@@ -275,7 +284,7 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--json", action="store_true", help="also write bench/results/*.json")
     arguments = parser.parse_args()
-    outcome = asyncio.run(main(arguments))
+    outcome = main(arguments)
     report(outcome)
     if arguments.json:
         results = Path(__file__).resolve().parent / "results"

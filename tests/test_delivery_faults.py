@@ -18,6 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import (
+    ADMIN_TOKEN,
     Gateway,
     Sandbox,
     event,
@@ -374,3 +375,31 @@ def iso_seconds(value: str) -> float:
     import datetime as dt
 
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+async def test_a_replay_gets_its_full_max_age_again(
+    redis_server: EmbeddedRedis, redis: Redis, sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    """A dead letter older than `retry.max_age_s` is replayed and its first call fails with a
+    503: it is retried (max_age counts from the replay), not dead at once."""
+    vendors = vendors_with(
+        redis_server.url,
+        sandbox.url,
+        fleet_eu={"retry": {"max_attempts": 5, "base_delay_s": 0.05, "max_age_s": 2}},
+    )
+    settings = make_settings(redis_server.url, sandbox.url, vendors=vendors)
+    async with running_gateway(settings) as url, running_worker(settings):
+        gateway = Gateway(url, http)
+        body = event("evt-old", targets=["fleet-eu"], user={"id": "emp-9"})  # no link: dead
+        await gateway.post(body)
+        assert (await gateway.wait_final("evt-old"))["targets"]["fleet-eu"]["status"] == "dead"
+        await asyncio.sleep(2.2)  # now older than max_age
+        assert (await gateway.put("/v1/users/emp-9/links/fleet-eu", {"id": "42"}))[0] == 200
+        await sandbox.fault("fleet", status=503, count=1)
+        headers = {"Authorization": "Bearer " + ADMIN_TOKEN}
+        replay = f"{url}/v1/dead-letters/hris:evt-old:fleet-eu/replay"
+        async with http.post(replay, headers=headers) as response:
+            assert response.status == 202
+        fleet = (await gateway.wait_final("evt-old"))["targets"]["fleet-eu"]
+    assert (fleet["status"], fleet["attempts"]) == ("delivered", 2), fleet
+    assert fleet["replayed_at"] is not None

@@ -309,6 +309,7 @@ class DeadLetters:
             last_http_status=previous.last_http_status if previous else None,
             last_error=None,
             updated_at=utc_now_iso(),
+            replayed_at=utc_now_iso(),
         )
         done = await self.pairs.replay(
             source, event_id, target, event.user.id, event.order_key, status.to_json(), now_ms

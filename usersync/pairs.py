@@ -120,6 +120,7 @@ if redis.call('ZREM', KEYS[4], ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[5], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('HSET', KEYS[1], 't:' .. ARGV[3], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[9])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
 if not redis.call('HGET', KEYS[2], 'job') then
   schedule(KEYS[2], ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), KEYS[6], KEYS[7],

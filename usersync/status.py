@@ -31,6 +31,8 @@ class TargetStatus(BaseModel):
     next_attempt_at: str | None = None
     coalesced: int | None = None
     """How many events the call that delivered this one carried (1: it went alone)."""
+    replayed_at: str | None = None
+    """When a dead letter was last replayed: `retry.max_age_s` then counts from here."""
 
     @classmethod
     def pending(cls) -> TargetStatus:

@@ -138,6 +138,7 @@ class Run:
             first_attempt_at=previous.first_attempt_at or (now if attempt else None),
             next_attempt_at=next_attempt_at,
             coalesced=coalesced,
+            replayed_at=previous.replayed_at,
         )
         self.updates.append(
             EventUpdate(
@@ -403,9 +404,8 @@ class DeliveryEngine:
         next_at = now + dt.timedelta(seconds=delay)
         retrying = False
         for candidate in included:
-            age_s = (
-                now - _parse_iso(candidate.pending.received_at or utc_now_iso())
-            ).total_seconds()
+            since = candidate.status.replayed_at or candidate.pending.received_at
+            age_s = (now - _parse_iso(since or utc_now_iso())).total_seconds()
             if candidate.status.attempts + 1 >= policy.max_attempts:
                 why = "max_attempts reached"
             elif age_s + delay > policy.max_age_s:
