@@ -403,3 +403,39 @@ async def test_a_replay_gets_its_full_max_age_again(
         fleet = (await gateway.wait_final("evt-old"))["targets"]["fleet-eu"]
     assert (fleet["status"], fleet["attempts"]) == ("delivered", 2), fleet
     assert fleet["replayed_at"] is not None
+
+
+async def test_pairs_held_off_by_an_open_circuit_run_as_soon_as_a_probe_succeeds(
+    redis_server: EmbeddedRedis, redis: Redis, sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    """The circuit opens on one failure; 9 more pairs wait. The probe after the cool-down is
+    slow (1 s) but succeeds; the pairs that found it in flight were told to wait for its
+    expiry (timeout + 5 s = 7 s), yet they run as soon as it succeeds, not 7 s later."""
+    vendors = vendors_with(
+        redis_server.url,
+        sandbox.url,
+        partoo={"circuit_breaker": {"failure_threshold": 1, "cooldown_s": 1}},
+    )
+    settings = make_settings(redis_server.url, sandbox.url, vendors=vendors)
+    users = await make_users(sandbox, 10)
+    async with running_gateway(settings) as url, running_worker(settings):
+        gateway = Gateway(url, http)
+        await sandbox.fault("partoo", status=503, count=1)
+        await sandbox.fault("partoo", latency_ms=1000, count=1)  # the probe
+        await gateway.post(user_event(0, users[0], targets=["partoo"]))
+
+        async def opened() -> bool:
+            state = await VendorGuard(redis).state("partoo", settings.vendors["partoo"], now_ms())
+            return bool(state["circuit"]["times_opened"] == 1)
+
+        await wait_until(opened, 10, "partoo circuit open")
+        for n in range(1, 10):
+            await gateway.post(user_event(n, users[n], targets=["partoo"]))
+        finals = [await gateway.wait_final(f"evt-{n}", timeout_s=20) for n in range(10)]
+    assert [f["targets"]["partoo"]["status"] for f in finals] == ["delivered"] * 10
+    calls = await sandbox.requests("partoo")
+    probe = calls[1]
+    assert probe["status"] == 200
+    after_probe = [c["received_at"] - (probe["received_at"] + 1.0) for c in calls[2:]]
+    assert len(after_probe) >= 8
+    assert max(after_probe) < 3.0, after_probe  # without the wake-up: >= 5 s

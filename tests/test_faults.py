@@ -74,7 +74,8 @@ async def test_events_waiting_for_a_worker_are_delivered_when_it_starts(
 
             await wait_until(delivered_some, 20, "the first worker process delivers")
         finally:
-            stop(first, signal.SIGTERM)
+            # in a thread: the sandbox answering the worker's calls runs on this event loop
+            await asyncio.to_thread(stop, first, signal.SIGTERM)
 
         second = start_usersync("worker", config)
         try:

@@ -70,6 +70,12 @@ def probe(name: str) -> str:
     return f"{PREFIX}probe:{name}"
 
 
+def held(name: str) -> str:
+    """Sorted set: pair jobs waiting for the vendor's circuit to close (scored by their time);
+    when a call succeeds after the circuit was open, they are moved to now in arq's queue."""
+    return f"{PREFIX}held:{name}"
+
+
 def dead_letters_of(vendor_name: str) -> str:
     """Sorted set: the dead letters of one vendor instance (same members as DEAD_LETTERS)."""
     return f"{DEAD_LETTERS}:{vendor_name}"

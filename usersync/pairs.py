@@ -64,9 +64,9 @@ _COMMIT = (
     + """
 if redis.call('GET', KEYS[4]) ~= ARGV[1] then return 'lost' end
 local now, ttl, target = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[8]
-local i = 14
+local i = 15
 local dead = false
-for u = 1, tonumber(ARGV[13]) do
+for u = 1, tonumber(ARGV[14]) do
   local ref, status, history, remove, is_dead = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
   i = i + 5
   local event_key = ARGV[7] .. ref
@@ -100,7 +100,9 @@ elseif ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'isolate', ARGV[12]) end
 local mode = ARGV[9]
 if mode == 'at' then
   local at = tonumber(ARGV[10])
-  schedule(KEYS[1], ARGV[4], ARGV[5], at, ttl + math.max(0, at - now), KEYS[5], KEYS[6], ARGV[6])
+  local id = schedule(KEYS[1], ARGV[4], ARGV[5], at, ttl + math.max(0, at - now), KEYS[5],
+                      KEYS[6], ARGV[6])
+  if ARGV[13] == '1' then redis.call('ZADD', KEYS[9], at, id) end
 elseif mode == 'next' then
   if redis.call('ZCARD', KEYS[2]) > 0 then
     schedule(KEYS[1], ARGV[4], ARGV[5], now, ttl, KEYS[5], KEYS[6], ARGV[6])
@@ -198,6 +200,9 @@ class Commit:
     applied: dict[str, int] = field(default_factory=dict)
     slot: int | None = None
     isolate: int | None = None
+    held: bool = False
+    """The wait is for the vendor's circuit: list the job in `keys.held`, so the vendor guard
+    can run it at once when the circuit closes instead of at `at_ms`."""
 
 
 def _text(value: bytes | None) -> str | None:
@@ -289,6 +294,7 @@ class PairQueue:
             commit.at_ms,
             "" if commit.slot is None else ("-" if commit.slot == 0 else commit.slot),
             "" if commit.isolate is None else commit.isolate,
+            "1" if commit.held else "0",
             len(commit.updates),
         ]
         for update in commit.updates:
@@ -312,6 +318,7 @@ class PairQueue:
                 keys.JOB_SEQUENCE,
                 keys.DEAD_LETTERS,
                 keys.dead_letters_of(target),
+                keys.held(target),
             ],
             args=args,
         )

@@ -9,7 +9,7 @@ below, so every worker sees one breaker and one rate:
   each caller that must wait gets its own future slot (callers queue up instead of all polling
   for the next free token).
 - `record` is told how the call went: success (or a refusal, which also proves the vendor up)
-  closes the circuit; a failure counts towards opening it, and a failed probe reopens it with
+  closes the circuit and moves the pair jobs it held off (`keys.held`) to now in arq's queue; a failure counts towards opening it, and a failed probe reopens it with
   a doubled cool-down; a 429 halves the rate, which climbs back linearly over `recovery_s`.
   Usage counters a vendor reports (Plaspy's `apiUsage`, `apiDailyUsage`) are kept here too.
 """
@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from arq.constants import default_queue_name
 from redis.asyncio import Redis
 
 from config.settings import VendorSettings
@@ -78,6 +79,13 @@ local now, outcome = tonumber(ARGV[1]), ARGV[2]
 local probe_mine = redis.call('GET', KEYS[2]) == ARGV[8]
 if probe_mine then redis.call('DEL', KEYS[2]) end
 if outcome == 'success' or outcome == 'refused' then
+  if tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0') > 0 then
+    -- the circuit closes: pairs held off by it run now, not at the end of their wait
+    for _, job in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+      redis.call('ZADD', KEYS[4], 'XX', now, job)
+    end
+    redis.call('DEL', KEYS[3])
+  end
   redis.call('HSET', KEYS[1], 'failures', 0, 'open_until', 0, 'cooldown', 0)
 elseif outcome == 'failure' then
   local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
@@ -128,8 +136,9 @@ class Permit:
 class VendorGuard:
     """The breaker and rate scripts bound to one Redis client; holds no other state."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, queue_name: str = default_queue_name) -> None:
         self.redis = redis
+        self.queue_name = queue_name
         self._commands: Any = redis
         self._permit = redis.register_script(_PERMIT)
         self._record = redis.register_script(_RECORD)
@@ -182,7 +191,10 @@ class VendorGuard:
         ]
         for counter, value in (usage or {}).items():
             args += [counter, value]
-        await self._record(keys=[keys.vendor(name), keys.probe(name)], args=args)
+        await self._record(
+            keys=[keys.vendor(name), keys.probe(name), keys.held(name), self.queue_name],
+            args=args,
+        )
 
     async def state(self, name: str, settings: VendorSettings, now_ms: int) -> dict[str, Any]:
         """What operators see of an instance (`GET /v1/vendors`, `usersync vendors`)."""

@@ -343,7 +343,7 @@ class DeliveryEngine:
         at_ms = _now_ms() + wait_ms + spread
         log.info("delivery_deferred", reason=verdict, wait_ms=wait_ms + spread, outcome="deferred")
         slot = at_ms if verdict == "rate" else None
-        return Commit("at", at_ms=at_ms, slot=slot)
+        return Commit("at", at_ms=at_ms, slot=slot, held=verdict == "open")
 
     async def _call(
         self,
