@@ -102,7 +102,11 @@ if mode == 'at' then
   local at = tonumber(ARGV[10])
   local id = schedule(KEYS[1], ARGV[4], ARGV[5], at, ttl + math.max(0, at - now), KEYS[5],
                       KEYS[6], ARGV[6])
-  if ARGV[13] == '1' then redis.call('ZADD', KEYS[9], at, id) end
+  if ARGV[13] == '1' then
+    redis.call('ZADD', KEYS[9], at, id)
+    -- jobs long due have run (and re-listed themselves if still held): keep the set small
+    redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', now - 60000)
+  end
 elseif mode == 'next' then
   if redis.call('ZCARD', KEYS[2]) > 0 then
     schedule(KEYS[1], ARGV[4], ARGV[5], now, ttl, KEYS[5], KEYS[6], ARGV[6])
