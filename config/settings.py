@@ -172,6 +172,15 @@ class RetentionSettings(_Strict):
     )
 
 
+class SecretsSettings(_Strict):
+    """Keys that encrypt secret fields (passwords) before they are written to Redis."""
+
+    keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Fernet keys: the first encrypts, every one decrypts (rotation)",
+    )
+
+
 class LoggingSettings(_Strict):
     level: str = Field(default="info", pattern=r"^(debug|info|warning|error)$")
 
@@ -186,6 +195,7 @@ class Settings(_Strict):
     )
     sandbox: SandboxSettings = SandboxSettings()
     retention: RetentionSettings = RetentionSettings()
+    secrets: SecretsSettings = SecretsSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @model_validator(mode="after")
