@@ -90,27 +90,11 @@ class Run:
         self.updates.append(EventUpdate(pending.ref, b"", b"", remove=True))
 
     def settle(
-        self,
-        candidate: Candidate,
-        state: DeliveryState,
-        error: str | None,
-        *,
-        attempt: dict[str, Any] | None = None,
-        remove: bool = True,
-        next_attempt_at: str | None = None,
-        coalesced: int | None = None,
+        self, candidate: Candidate, state: DeliveryState, error: str | None, **outcome: Any
     ) -> None:
-        """Record an event's new status; `attempt` is the record of a call that carried it."""
+        """Record an event's new status (see `settle_ref` for the keyword arguments)."""
         self.settle_ref(
-            candidate.pending,
-            candidate.status,
-            candidate.history,
-            state,
-            error,
-            attempt=attempt,
-            remove=remove,
-            next_attempt_at=next_attempt_at,
-            coalesced=coalesced,
+            candidate.pending, candidate.status, candidate.history, state, error, **outcome
         )
 
     def settle_ref(
@@ -126,6 +110,8 @@ class Run:
         next_attempt_at: str | None = None,
         coalesced: int | None = None,
     ) -> None:
+        """Record an event's new status; `attempt` is the record of a call that carried it,
+        `remove` takes it out of the pair's pending set, `coalesced` counts the call's events."""
         now = utc_now_iso()
         if attempt is not None:
             history = [*history, {**attempt, "outcome": state, "error": error}][-HISTORY_KEPT:]
