@@ -6,10 +6,12 @@ the key, not a silently ignored setting.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
@@ -45,28 +47,118 @@ class RedisSettings(_Strict):
         return value
 
 
+MIN_SECRET_LENGTH = 16
+"""Shortest bearer token or HMAC secret accepted in clear."""
+
+SHA256_HEX_PATTERN = r"^[0-9a-fA-F]{64}$"
+
+
+def token_digest(token: str) -> bytes:
+    """SHA-256 of a bearer token: what `token_sha256` holds (as hex) and what is compared."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _long_enough(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+        raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+    return value
+
+
+LongSecret = Annotated[SecretStr, AfterValidator(_long_enough)]
+"""A bearer token or HMAC secret given in clear: at least 16 characters."""
+
+
+def _one_token(
+    where: str, clear: SecretStr | None, hashed: str | None, *, required: bool
+) -> bytes | None:
+    """The SHA-256 digest of a credential given as `<name>` or `<name>_sha256`, at most one."""
+    if clear is not None and hashed is not None:
+        raise ValueError(f"give {where} or {where}_sha256, not both")
+    if clear is not None:
+        return token_digest(clear.get_secret_value())
+    if hashed is not None:
+        return bytes.fromhex(hashed)
+    if required:
+        raise ValueError(f"one of {where} or {where}_sha256 is required")
+    return None
+
+
 class GatewaySettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
-    admin_token: SecretStr | None = None
+    admin_token: LongSecret | None = Field(
+        default=None, description="bearer token of the admin calls (at least 16 characters)"
+    )
+    admin_token_sha256: str | None = Field(
+        default=None,
+        pattern=SHA256_HEX_PATTERN,
+        description="instead of admin_token: the hex SHA-256 of the admin token",
+    )
     batch_max_events: int = Field(default=100, ge=1, le=10_000)
+    signature_skew_s: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="a signed request's timestamp may be this far from the gateway's clock",
+    )
+    require_signatures: bool = Field(
+        default=False,
+        description="every source must sign its requests (each needs an hmac_secret)",
+    )
+
+    @model_validator(mode="after")
+    def _admin_token_once(self) -> GatewaySettings:
+        _one_token("admin_token", self.admin_token, self.admin_token_sha256, required=False)
+        return self
+
+    @property
+    def admin_digest(self) -> bytes | None:
+        """SHA-256 of the admin token, or None when the config has no admin token."""
+        return _one_token("admin_token", self.admin_token, self.admin_token_sha256, required=False)
+
+
+class SourceRateLimit(_Strict):
+    per_second: float = Field(gt=0, le=100_000, description="event posts per second, sustained")
+    burst: int = Field(ge=1, le=100_000, description="posts allowed at once after a quiet spell")
 
 
 class SourceSettings(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    token: SecretStr
-    hmac_secret: SecretStr | None = None
+    token: LongSecret | None = Field(
+        default=None, description="bearer token, at least 16 characters"
+    )
+    token_sha256: str | None = Field(
+        default=None,
+        pattern=SHA256_HEX_PATTERN,
+        description="instead of token: the hex SHA-256 of the bearer token",
+    )
+    hmac_secret: LongSecret | None = Field(
+        default=None, description="key of the request signatures, at least 16 characters"
+    )
+    require_signature: bool = Field(
+        default=False, description="refuse this source's requests that are not signed"
+    )
+    rate_limit: SourceRateLimit | None = Field(
+        default=None, description="event posts allowed, all gateway processes together"
+    )
     allowed_targets: list[str] | None = Field(
         default=None, description="vendor instances this source may target; left out: all"
     )
 
-    @field_validator("token")
-    @classmethod
-    def _token_long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 16:
-            raise ValueError("must be at least 16 characters")
-        return value
+    @model_validator(mode="after")
+    def _credentials(self) -> SourceSettings:
+        _one_token("token", self.token, self.token_sha256, required=True)
+        if self.require_signature and self.hmac_secret is None:
+            raise ValueError("require_signature needs an hmac_secret")
+        return self
+
+    @property
+    def token_digest(self) -> bytes:
+        """SHA-256 of the source's bearer token, however the config gives it."""
+        digest = _one_token("token", self.token, self.token_sha256, required=True)
+        assert digest is not None
+        return digest
 
 
 class WorkerSettings(_Strict):
@@ -204,6 +296,7 @@ class Settings(_Strict):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"sources: duplicate names {duplicates}")
+        self._credential_checks()
         for source in self.sources:
             unknown = sorted(set(source.allowed_targets or ()) - set(self.vendors))
             if unknown:
@@ -223,6 +316,32 @@ class Settings(_Strict):
                     "long"
                 )
         return self
+
+    def _credential_checks(self) -> None:
+        """Every source token different, and the admin token none of them (compared as
+        SHA-256, so a token given in clear is also caught against one given hashed); with
+        `gateway.require_signatures`, every source has an hmac_secret."""
+        seen: dict[bytes, str] = {}
+        for source in self.sources:
+            other = seen.setdefault(source.token_digest, source.name)
+            if other != source.name:
+                raise ValueError(f"sources.{source.name}.token: same token as source {other}")
+        admin = self.gateway.admin_digest
+        if admin is not None and admin in seen:
+            raise ValueError(
+                f"gateway.admin_token: same token as source {seen[admin]}; the admin token "
+                "must be distinct from every source token"
+            )
+        if self.gateway.require_signatures:
+            unsigned = [source.name for source in self.sources if source.hmac_secret is None]
+            if unsigned:
+                raise ValueError(
+                    f"gateway.require_signatures: sources {unsigned} have no hmac_secret"
+                )
+
+    def signature_required(self, source: SourceSettings) -> bool:
+        """Whether `source` must sign: it says so, or the gateway requires it of every source."""
+        return source.require_signature or self.gateway.require_signatures
 
     def in_flight_limit(self, vendor: str) -> int:
         """Calls to `vendor` one worker process makes at once (its bulkhead)."""

@@ -1,18 +1,52 @@
-"""Who is calling: a source (by its bearer token) or an operator (by the admin token).
+"""Who is calling: a source (bearer token or request signature) or an operator (admin token),
+and whether a source is within its rate.
 
-Tokens are compared with `hmac.compare_digest` against every candidate, so neither the match
-nor its position leaks through timing.
+Bearer tokens are compared as SHA-256 digests (a token given in clear in the config is hashed,
+one given as `token_sha256` is used as is) with `hmac.compare_digest` against every candidate,
+so neither the match, its position nor a token's length leaks through timing.
+
+A signed request carries `X-Usersync-Source`, `X-Usersync-Timestamp` (unix seconds) and
+`X-Usersync-Signature: sha256=<hex HMAC-SHA256(hmac_secret, timestamp + "." + raw body)>`
+(`usersync.signing`). It is verified over the exact bytes read, then its timestamp must be
+within `gateway.signature_skew_s` of the gateway's clock, then the signature must not have
+been seen before: each accepted signature is remembered in Redis (`SET NX`) for twice the
+skew, the longest a timestamp stays acceptable. The client learns only `bad_signature`,
+`stale_signature` or `replayed_signature`; the log says which part was wrong.
+
+A source with an `hmac_secret` may use either its token or a signature, unless signatures are
+required of it (`require_signature`, or `gateway.require_signatures` for every source): then
+a request without one is refused (`signature_required`). A request carrying both must be
+right on both, for the same source.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
+import re
+import time
 from dataclasses import dataclass
 
+import structlog
 from aiohttp import web
+from redis.asyncio import Redis
 
-from config.settings import Settings, SourceSettings
+from config.settings import Settings, SourceSettings, token_digest
 from gateway.errors import ApiError, unauthorized
+from usersync import keys, source_rate
+from usersync.signing import (
+    HEADERS,
+    SCHEME,
+    SIGNATURE_HEADER,
+    SOURCE_HEADER,
+    TIMESTAMP_HEADER,
+    signature_hex,
+)
+
+log = structlog.get_logger("usersync.gateway")
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -34,21 +68,24 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
-def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+def is_signed(request: web.Request) -> bool:
+    """Whether the request carries any of the signature headers (then it must be signed)."""
+    return any(name in request.headers for name in HEADERS)
 
 
 def authenticate(request: web.Request, settings: Settings, *, admin_allowed: bool) -> Caller:
-    """The caller behind the request's bearer token, or a 401."""
+    """The caller behind the request's bearer token, or a 401 (a 403 for the admin token
+    where only sources may call)."""
     token = bearer_token(request)
     if token is None:
         raise unauthorized()
+    digest = token_digest(token)
     found: SourceSettings | None = None
     for source in settings.sources:
-        if _same(token, source.token.get_secret_value()):
+        if hmac.compare_digest(digest, source.token_digest):
             found = source
-    admin = settings.gateway.admin_token
-    is_admin = admin is not None and _same(token, admin.get_secret_value())
+    admin = settings.gateway.admin_digest
+    is_admin = admin is not None and hmac.compare_digest(digest, admin)
     if found is not None:
         return Caller(found)
     if is_admin and admin_allowed:
@@ -63,3 +100,129 @@ def require_admin(request: web.Request, settings: Settings) -> None:
     caller = authenticate(request, settings, admin_allowed=True)
     if not caller.is_admin:
         raise ApiError(403, "forbidden", "this call needs the admin token")
+
+
+def authenticate_unsigned(
+    request: web.Request, settings: Settings, *, admin_allowed: bool
+) -> Caller:
+    """An unsigned request's caller, decided before its body is read: its bearer token's,
+    unless that source must sign (401 `signature_required`)."""
+    caller = authenticate(request, settings, admin_allowed=admin_allowed)
+    if caller.source is not None and settings.signature_required(caller.source):
+        log.info("auth_refused", source=caller.source.name, reason="unsigned")
+        raise ApiError(
+            401,
+            "signature_required",
+            f"source {caller.source.name} must sign its requests (X-Usersync-Signature)",
+            headers={"WWW-Authenticate": "Usersync-Signature"},
+        )
+    return caller
+
+
+def _signature_error(code: str, message: str, name: str | None, reason: str) -> ApiError:
+    log.info("auth_refused", source=name, reason=reason)
+    return ApiError(401, code, message, headers={"WWW-Authenticate": "Usersync-Signature"})
+
+
+def _verify_signature(
+    request: web.Request, settings: Settings, raw_body: bytes
+) -> tuple[SourceSettings, str]:
+    """The source whose valid and fresh signature the request carries, and the signature's
+    hex (for the replay check); else a 401."""
+    name = request.headers.get(SOURCE_HEADER, "")
+    timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+
+    def bad(reason: str) -> ApiError:
+        return _signature_error(
+            "bad_signature", "missing or invalid request signature", name[:64] or None, reason
+        )
+
+    if not (name and timestamp and signature):
+        raise bad("incomplete_headers")
+    source = settings.source(name)
+    if source is None or source.hmac_secret is None:
+        raise bad("unknown_source")
+    given = signature[len(SCHEME) :].strip().lower() if signature.startswith(SCHEME) else ""
+    if not _TIMESTAMP.fullmatch(timestamp) or not _HEX_DIGEST.fullmatch(given):
+        raise bad("malformed")
+    expected = signature_hex(source.hmac_secret.get_secret_value(), timestamp, raw_body)
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise bad("mismatch")
+    skew = settings.gateway.signature_skew_s
+    if abs(time.time() - int(timestamp)) > skew:
+        raise _signature_error(
+            "stale_signature",
+            f"the signature's timestamp is more than {skew} s from the gateway's clock",
+            name,
+            "stale",
+        )
+    return source, expected
+
+
+async def _spend_signature(
+    redis: Redis, settings: Settings, source: SourceSettings, signature: str
+) -> None:
+    """Remember an accepted signature for twice the skew (the longest its timestamp stays
+    acceptable); one already remembered is a replay (401)."""
+    ttl_ms = 2 * settings.gateway.signature_skew_s * 1000
+    if not await redis.set(keys.signature(source.name, signature), b"1", nx=True, px=ttl_ms):
+        raise _signature_error(
+            "replayed_signature",
+            "this signature was already used; sign every request anew",
+            source.name,
+            "replayed",
+        )
+
+
+async def authenticate_caller(
+    request: web.Request,
+    settings: Settings,
+    raw_body: bytes,
+    redis: Redis,
+    *,
+    admin_allowed: bool,
+) -> Caller:
+    """The caller of a request whose body (`raw_body`, the exact bytes read; b"" for a GET)
+    has been read: by bearer token or signature, as the module docstring describes."""
+    if not is_signed(request):
+        return authenticate_unsigned(request, settings, admin_allowed=admin_allowed)
+    bearer: Caller | None = None
+    if bearer_token(request) is not None:
+        bearer = authenticate(request, settings, admin_allowed=admin_allowed)
+    source, signature = _verify_signature(request, settings, raw_body)
+    if bearer is not None and (bearer.source is None or bearer.source.name != source.name):
+        raise unauthorized("the bearer token and the signature belong to different callers")
+    await _spend_signature(redis, settings, source, signature)  # last: a refusal spends none
+    return Caller(source)
+
+
+async def authenticate_source(
+    request: web.Request, settings: Settings, raw_body: bytes, redis: Redis
+) -> SourceSettings:
+    """The source posting `raw_body` (the exact bytes read, within the body limit): 401 for
+    missing or bad credentials, 403 for the admin token. For every handler that takes events."""
+    caller = await authenticate_caller(request, settings, raw_body, redis, admin_allowed=False)
+    assert caller.source is not None  # admin_allowed=False guarantees a source
+    return caller.source
+
+
+async def enforce_source_rate(redis: Redis, source: SourceSettings, cost: int = 1) -> None:
+    """Take `cost` posts from the source's `rate_limit` (none configured: no limit); over it,
+    a 429 `rate_limited` with `Retry-After` in whole seconds (at least 1). Call it only once
+    the source is authenticated: refused credentials never count."""
+    if source.rate_limit is None:
+        return
+    wait_ms = await source_rate.take(redis, source.name, source.rate_limit, cost)
+    if wait_ms <= 0:
+        return
+    retry_after = max(1, math.ceil(wait_ms / 1000))
+    log.info("rate_limited", source=source.name, retry_after_s=retry_after)
+    raise ApiError(
+        429,
+        "rate_limited",
+        f"source {source.name} is over its rate limit of {source.rate_limit.per_second:g}/s "
+        f"(burst {source.rate_limit.burst}); retry after {retry_after} s",
+        {"retry_after_s": retry_after},
+        headers={"Retry-After": str(retry_after)},
+    )

@@ -25,13 +25,23 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:
-    """A JSON object body: 415 if not declared JSON, 413 if too large, 400 if not parseable."""
+def require_json_content_type(request: web.Request) -> None:
+    """415 unless the body is declared JSON."""
     if request.content_type != "application/json" and not request.content_type.endswith("+json"):
         raise ApiError(
             415, "unsupported_media_type", "the body must be sent as Content-Type: application/json"
         )
-    raw = await read_limited(request, limit)
+
+
+async def read_json_body(request: web.Request, limit: int) -> bytes:
+    """The raw bytes of a body declared JSON: 415 if it is not, 413 past `limit`. What a
+    signature is verified over, before anything is parsed."""
+    require_json_content_type(request)
+    return await read_limited(request, limit)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A JSON object: 400 if `raw` is not parseable JSON, 422 if it is not an object."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -44,3 +54,8 @@ async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:
             [{"path": "(body)", "message": "expected an object"}],
         )
     return value
+
+
+async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:
+    """A JSON object body: 415 if not declared JSON, 413 if too large, 400 if not parseable."""
+    return parse_json_object(await read_json_body(request, limit))

@@ -11,8 +11,16 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gateway import admin
-from gateway.auth import Caller, authenticate, require_admin
-from gateway.body import read_json_object
+from gateway.auth import (
+    Caller,
+    authenticate_caller,
+    authenticate_source,
+    authenticate_unsigned,
+    enforce_source_rate,
+    is_signed,
+    require_admin,
+)
+from gateway.body import parse_json_object, read_json_body, read_json_object
 from gateway.context import PREVIEWER, SETTINGS, STORE, json_response
 from gateway.errors import ApiError, field_problems, schema_error
 from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN, Event
@@ -30,19 +38,25 @@ def parse_event(body: dict[str, Any]) -> Event:
 
 
 async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[str]]:
+    """Order of refusals: an unsigned request's credentials (401/403, before its body is
+    read); 415; 413 while streaming; a signature (401, over the exact bytes read); the
+    source's rate (429); then 400 and 422 from parsing; 403 for the source or a target."""
     settings = request.app[SETTINGS]
-    caller = authenticate(request, settings, admin_allowed=False)
-    assert caller.source is not None  # admin_allowed=False guarantees a source
-    body = await read_json_object(request, settings.gateway.max_body_bytes)
-    event = parse_event(body)
-    if event.source is not None and event.source != caller.source.name:
+    redis = request.app[STORE].redis
+    if not is_signed(request):
+        authenticate_unsigned(request, settings, admin_allowed=False)
+    raw = await read_json_body(request, settings.gateway.max_body_bytes)
+    source = await authenticate_source(request, settings, raw, redis)
+    await enforce_source_rate(redis, source)
+    event = parse_event(parse_json_object(raw))
+    if event.source is not None and event.source != source.name:
         raise ApiError(
             403,
             "source_mismatch",
-            f"the event names source {event.source} but the token belongs to {caller.source.name}",
+            f"the event names source {event.source} but the credentials belong to {source.name}",
         )
     structlog.contextvars.bind_contextvars(event_id=event.event_id, user_id=event.user.id)
-    return caller, event, resolve_targets(event, settings, caller.source)
+    return Caller(source), event, resolve_targets(event, settings, source)
 
 
 async def post_event(request: web.Request) -> web.Response:
@@ -67,7 +81,8 @@ async def preview_event(request: web.Request) -> web.Response:
 
 async def get_event(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    caller = authenticate(request, settings, admin_allowed=True)
+    store = request.app[STORE]
+    caller = await authenticate_caller(request, settings, b"", store.redis, admin_allowed=True)
     event_id = request.match_info["event_id"]
     if not re.match(EVENT_ID_PATTERN, event_id):
         raise ApiError(404, "not_found", "no such event")
@@ -77,7 +92,6 @@ async def get_event(request: web.Request) -> web.Response:
         candidates = [request.query["source"]]
     else:
         candidates = [source.name for source in settings.sources]
-    store = request.app[STORE]
     for source in candidates:
         status = await store.event_status(source, event_id)
         if status is not None:

@@ -47,7 +47,7 @@ def test_check_config_accepts_the_shipped_files(project_root: Path) -> None:
         == 0
     )
     env = {
-        name: "x" * 20
+        name: f"{name.lower()}-{'x' * 20}"  # distinct: tokens may not repeat
         for name in (
             "REDIS_URL",
             "USERSYNC_ADMIN_TOKEN",

@@ -49,7 +49,8 @@ def _source_token(args: argparse.Namespace, settings: Settings) -> str | None:
     token = args.token or os.environ.get("USERSYNC_TOKEN")
     if token:
         return str(token)
-    return settings.sources[0].token.get_secret_value() if settings.sources else None
+    token = settings.sources[0].token if settings.sources else None
+    return token.get_secret_value() if token is not None else None
 
 
 def _admin_token(args: argparse.Namespace, settings: Settings) -> str | None:

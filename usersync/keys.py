@@ -76,6 +76,17 @@ def held(name: str) -> str:
     return f"{PREFIX}held:{name}"
 
 
+def signature(source: str, signature_hex: str) -> str:
+    """String (PX): a request signature the gateway accepted, kept twice the allowed clock
+    skew so the same signed request cannot be replayed while its timestamp is still valid."""
+    return f"{PREFIX}sig:{source}:{signature_hex}"
+
+
+def source_rate(source: str) -> str:
+    """String (PX): the GCRA theoretical arrival time (ms) of a source's event posts."""
+    return f"{PREFIX}source-rate:{source}"
+
+
 def dead_letters_of(vendor_name: str) -> str:
     """Sorted set: the dead letters of one vendor instance (same members as DEAD_LETTERS)."""
     return f"{DEAD_LETTERS}:{vendor_name}"

@@ -1,0 +1,39 @@
+"""Per-source rate limit of event posts, shared by every gateway process through Redis.
+
+GCRA, check-and-take without reservation: a post either fits now and takes its share of the
+bucket, or is refused with the time until it would fit (the gateway answers 429 with
+`Retry-After`); a refused post takes nothing. One key per source (`keys.source_rate`) holds
+the theoretical arrival time in ms and expires when the bucket is full again. The clock is
+Redis's own (`TIME`), so gateway hosts whose clocks differ still share one rate.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from config.settings import SourceRateLimit
+from usersync import keys
+
+_TAKE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local interval, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local new_tat = tat + cost * interval
+local over = new_tat - now - burst * interval
+if over > 0 then return math.ceil(over) end
+redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
+return 0
+"""
+
+
+async def take(redis: Redis, source: str, limit: SourceRateLimit, cost: int = 1) -> int:
+    """Take `cost` posts from `source`'s allowance: 0 if they fit now, else the wait in ms
+    before they would (nothing taken). A cost above the burst counts as the burst."""
+    script = redis.register_script(_TAKE)
+    interval_ms = 1000.0 / limit.per_second
+    weight = max(1, min(cost, limit.burst))
+    wait = await script(
+        keys=[keys.source_rate(source)], args=[repr(interval_ms), limit.burst, weight]
+    )
+    return int(wait)
