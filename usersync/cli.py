@@ -14,8 +14,10 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from config import ConfigError, Settings, load_settings
+from config.settings import SourceSettings
 from usersync.client import Answer, call
 from usersync.logs import configure_logging
+from usersync.signing import signature_headers
 
 DEFAULT_CONFIG = "config/sandbox.yaml"
 
@@ -59,6 +61,33 @@ def _admin_token(args: argparse.Namespace, settings: Settings) -> str | None:
         return str(token)
     admin = settings.gateway.admin_token
     return admin.get_secret_value() if admin else _source_token(args, settings)
+
+
+def _signer(
+    args: argparse.Namespace, settings: Settings, token: str | None
+) -> SourceSettings | None:
+    """The source that signs the request instead of a bearer token: the config's first source,
+    with --sign, or when no token is known in clear and that source has an hmac_secret."""
+    first = settings.sources[0] if settings.sources else None
+    can_sign = first is not None and first.hmac_secret is not None
+    if args.sign and not can_sign:
+        print("usersync: --sign needs an hmac_secret on the config's first source", file=sys.stderr)
+        raise SystemExit(2)
+    return first if args.sign or (token is None and can_sign) else None
+
+
+def _source_call(
+    method: str, url: str, token: str | None, signer: SourceSettings | None, body: bytes | None
+) -> Answer:
+    """A call as a source: signed by `signer` (over the exact body; b"" for a GET), else with
+    the bearer `token`."""
+    if signer is None or signer.hmac_secret is None:
+        answer: Answer = _run_async(call(method, url, token, body))
+        return answer
+    secret = signer.hmac_secret.get_secret_value()
+    headers = signature_headers(signer.name, secret, body or b"")
+    answer = _run_async(call(method, url, None, body, headers))
+    return answer
 
 
 def _print(answer: Answer) -> int:
@@ -109,15 +138,16 @@ def cmd_send(args: argparse.Namespace) -> int:
     settings = _load(args)
     path = "/v1/events:preview" if args.command == "preview" else "/v1/events"
     url = _gateway_url(args, settings) + path
-    return _print(
-        _run_async(call("POST", url, _source_token(args, settings), _read_file(args.file)))
-    )
+    token = _source_token(args, settings)
+    signer = _signer(args, settings, token)
+    return _print(_source_call("POST", url, token, signer, _read_file(args.file)))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _load(args)
     url = f"{_gateway_url(args, settings)}/v1/events/{args.event_id}"
-    return _print(_run_async(call("GET", url, _admin_token(args, settings))))
+    token = _admin_token(args, settings)
+    return _print(_source_call("GET", url, token, _signer(args, settings, token), None))
 
 
 def cmd_links(args: argparse.Namespace) -> int:
@@ -198,11 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("check-config", parents=[common], help="validate the config").set_defaults(
         handler=cmd_check_config
     )
+    signing = argparse.ArgumentParser(add_help=False, parents=[client])
+    signing.add_argument(
+        "--sign",
+        action="store_true",
+        help="sign with the first source's hmac_secret instead of sending a token (the default "
+        "when that source has an hmac_secret and no token is known in clear)",
+    )
     for name, text in (("send", "post an event file"), ("preview", "preview an event file")):
-        sub = commands.add_parser(name, parents=[client], help=text)
+        sub = commands.add_parser(name, parents=[signing], help=text)
         sub.add_argument("file", help="JSON event file, or - for standard input")
         sub.set_defaults(handler=cmd_send)
-    status = commands.add_parser("status", parents=[client], help="per-target status of an event")
+    status = commands.add_parser("status", parents=[signing], help="per-target status of an event")
     status.add_argument("event_id")
     status.set_defaults(handler=cmd_status)
     links = commands.add_parser("links", parents=[client], help="identity links (admin)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +16,16 @@ class Answer:
     body: Any
 
 
-async def call(method: str, url: str, token: str | None, body: bytes | None = None) -> Answer:
-    headers = {"Accept": "application/json"}
+async def call(
+    method: str,
+    url: str,
+    token: str | None,
+    body: bytes | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+) -> Answer:
+    """One request; `extra_headers` carries a signature (`usersync.signing`) over `body`,
+    which is sent as these exact bytes."""
+    headers = {"Accept": "application/json", **(extra_headers or {})}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     if body is not None:
