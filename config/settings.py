@@ -10,6 +10,7 @@ import hashlib
 import re
 from typing import Annotated
 
+from cryptography.fernet import Fernet
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
@@ -264,12 +265,28 @@ class RetentionSettings(_Strict):
     )
 
 
+def _fernet_key(value: SecretStr) -> SecretStr:
+    """A Fernet key: 32 bytes in url-safe base64 (the value is never put in the message)."""
+    try:
+        Fernet(value.get_secret_value())
+    except ValueError:  # binascii.Error is a ValueError too
+        raise ValueError(
+            "must be a Fernet key (32 bytes, url-safe base64); generate one with: python -c "
+            "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+        ) from None
+    return value
+
+
+FernetKey = Annotated[SecretStr, AfterValidator(_fernet_key)]
+
+
 class SecretsSettings(_Strict):
     """Keys that encrypt secret fields (passwords) before they are written to Redis."""
 
-    keys: list[SecretStr] = Field(
+    keys: list[FernetKey] = Field(
         default_factory=list,
-        description="Fernet keys: the first encrypts, every one decrypts (rotation)",
+        description="Fernet keys: the first encrypts, every one decrypts (rotation); none: "
+        "events carrying a password are refused",
     )
 
 

@@ -1,12 +1,17 @@
-"""Secrets hidden from what people read: dead letters show the stored event through this.
+"""Where an event's secrets are, and hiding them from what people read.
 
-The workers mask the requests they preview with their own twin of this function; the gateway
-side does not import vendor code, so it has this one. Masking errs on the side of hiding: any
-key named like a secret, and any JSON Patch operation on a member named like one.
+One rule says what a secret is, for everything that protects one: the value of any key named
+`password` (case-insensitively, at any depth: `changes.password`, a password in a
+`vendor_fields` object) and the `value` of any JSON Patch operation on a member so named (a
+Plaspy `vendor_fields` op on `/password`). `usersync.secrets` encrypts exactly these before an
+event is stored; dead letters show the stored event through `mask_secrets`, so an encrypted
+value reads `***` like a clear one. The workers mask the requests they preview with their own
+twin of this function; the gateway side does not import vendor code, so it has this one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 MASK = "***"
@@ -24,19 +29,29 @@ def _patch_targets_secret(op: dict[str, Any]) -> bool:
     return isinstance(path, str) and "op" in op and _is_secret(path.rsplit("/", 1)[-1])
 
 
-def mask_secrets(value: Any) -> Any:
-    """A copy of a JSON value with secrets replaced by `***`: the value of every key named
-    `password` (at any depth: `changes.password`, a `vendor_fields` password) and the `value`
-    of every JSON Patch operation whose path ends in `/password` (Plaspy `vendor_fields`).
-    A `null` stays `null`: clearing a field reveals nothing."""
+def _join(path: str, part: str | int) -> str:
+    return f"{path}.{part}" if path else str(part)
+
+
+def map_secrets(value: Any, replace: Callable[[str, Any], Any], path: str = "") -> Any:
+    """A copy of a JSON value in which every secret is `replace(path, secret)`, `path` being
+    its dotted location (`changes.password`, `vendor_fields.plaspy.0.value`). A `null` is
+    left alone: clearing a field reveals nothing."""
     if isinstance(value, list):
-        return [mask_secrets(item) for item in value]
+        return [map_secrets(item, replace, _join(path, i)) for i, item in enumerate(value)]
     if not isinstance(value, dict):
         return value
-    masked = {
-        key: (MASK if _is_secret(str(key)) and item is not None else mask_secrets(item))
-        for key, item in value.items()
-    }
-    if _patch_targets_secret(value) and "value" in value:
-        masked["value"] = MASK
-    return masked
+    patch_op = _patch_targets_secret(value)
+    copy = {}
+    for key, item in value.items():
+        where = _join(path, key)
+        if item is not None and (_is_secret(str(key)) or (patch_op and key == "value")):
+            copy[key] = replace(where, item)
+        else:
+            copy[key] = map_secrets(item, replace, where)
+    return copy
+
+
+def mask_secrets(value: Any) -> Any:
+    """A copy of a JSON value with every secret (see `map_secrets`) replaced by `***`."""
+    return map_secrets(value, lambda _path, _secret: MASK)
