@@ -1,66 +1,137 @@
 """structlog set-up: JSON lines on stdout, context from contextvars, secrets redacted.
 
 Configured once per entry point (CLI command). Redaction is a processor so no call site can
-forget it: any key that names a secret is replaced by `***` whatever its value.
+forget it, and it runs last, on everything a line carries (nested values, the formatted
+exception): the value of any key naming a secret becomes `***` whatever it is, and inside
+strings, usersync's ciphertext (`enc:v1:...`), bearer and basic credentials and `key=value` /
+`"key": "value"` pairs of a secret key are cut. The standard library's lines (arq, aiohttp,
+on stderr) go through the same string redaction.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from functools import lru_cache
+from typing import Any, BinaryIO
 
 import orjson
 import structlog
 
-SECRET_KEYS = frozenset(
-    {
-        "password",
-        "token",
-        "authorization",
-        "x-apikey",
-        "api_key",
-        "secret",
-        "hmac_secret",
-        "admin_token",
-    }
+SECRET_WORDS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "signature",
+    "authorization",
+    "apikey",
+    "api_key",
+    "cookie",
+    "credential",
 )
+"""A key whose name (lower case, `-` read as `_`) contains one of these holds a secret:
+`password`, `token`, `Authorization`, `x-APIKey`, `hmac_secret`, `X-Usersync-Signature`,
+`api_key`, `admin_token`, `Set-Cookie`..."""
+
+MASK = "***"
+
+_KEY_WORDS = r"[\w-]*(?:password|passwd|secret|token|signature|authorization|api_?key)[\w-]*"
+_IN_TEXT = (
+    # usersync's own ciphertext (usersync.secrets): never worth a log line, even encrypted
+    (re.compile(r"enc:v1:[A-Za-z0-9_=-]+"), "enc:v1:" + MASK),
+    # credentials of an HTTP Authorization header
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + MASK),
+    # "password": "..." in JSON text
+    (re.compile(rf'(?i)("{_KEY_WORDS}"\s*:\s*)"(?:[^"\\]|\\.)*"'), rf'\1"{MASK}"'),
+    # password=... in a query string or form
+    (re.compile(rf"(?i)\b({_KEY_WORDS}=)[^\s&;,]+"), rf"\1{MASK}"),
+)
+
+
+_SECRET_KEY = re.compile("|".join(SECRET_WORDS))
+
+
+@lru_cache(maxsize=4096)
+def _is_secret_name(name: str) -> bool:
+    return _SECRET_KEY.search(name.lower().replace("-", "_")) is not None
+
+
+def is_secret_key(name: object) -> bool:
+    """Whether a key names a secret (log keys are few and repeat: the answer is cached)."""
+    return _is_secret_name(name if isinstance(name, str) else str(name))
+
+
+_MAYBE = re.compile(
+    r"enc:v1:|bearer|basic|passw|secret|token|signature|authoriz|api_?key|cookie|credential"
+)
+"""One cheap search first (of the lower-cased text: a case-blind pattern is several times
+slower): most strings contain none of these and skip the substitutions."""
+
+
+def redact_text(text: str) -> str:
+    """A string with the secrets it may contain cut (see the module's docstring)."""
+    if not _MAYBE.search(text.lower()):
+        return text
+    for pattern, replacement in _IN_TEXT:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact(value: Any) -> Any:
+    """A copy of a log value with every secret in it redacted, at any depth."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if value is None or isinstance(value, int | float):
+        return value
+    if isinstance(value, dict):
+        return {key: MASK if is_secret_key(key) else redact(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact(item) for item in value]
+    if isinstance(value, bytes):
+        return redact_text(value.decode("utf-8", "replace"))
+    return value
 
 
 def redact_secrets(
     _: Any, __: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Replace the value of any key naming a secret, at the top level and one level down."""
+    """The structlog processor: every value redacted (`redact`), keys naming a secret masked."""
     for key, value in event_dict.items():
-        if key.lower() in SECRET_KEYS:
-            event_dict[key] = "***"
-        elif isinstance(value, dict):
-            event_dict[key] = {
-                inner: ("***" if str(inner).lower() in SECRET_KEYS else item)
-                for inner, item in value.items()
-            }
+        event_dict[key] = MASK if is_secret_key(key) else redact(value)
     return event_dict
 
 
-def configure_logging(level: str = "info") -> None:
-    """JSON logs to stdout; arq's chatty per-job stdlib lines are silenced below WARNING."""
+class RedactingFormatter(logging.Formatter):
+    """A stdlib formatter whose output (message and traceback) goes through `redact_text`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
+def configure_logging(
+    level: str = "info", stream: BinaryIO | None = None, *, cache: bool = True
+) -> None:
+    """JSON logs to stdout (or `stream`); arq's chatty per-job stdlib lines are silenced below
+    WARNING. `cache=False` lets a later call configure again (tests)."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
             structlog.processors.format_exc_info,
+            redact_secrets,  # last before rendering: it sees the formatted exception too
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.BytesLoggerFactory(sys.stdout.buffer),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.BytesLoggerFactory(stream or sys.stdout.buffer),
+        cache_logger_on_first_use=cache,
     )
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("arq").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,124 @@
+"""The log redaction of usersync.logs, on real log output: the JSON lines structlog writes once
+configured as the CLI configures it, and the standard library's lines (arq, aiohttp)."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import structlog
+
+from usersync.logs import RedactingFormatter, configure_logging
+from usersync.secrets import SecretBox
+
+PASSWORD = "Hunter2-Pa55word!"
+TOKEN = "tok-0f8e7d6c5b4a39281706"
+CIPHERTEXT = SecretBox(["QWIDbk7KY2YNJTBMQf1KGJAg_AkDOY0FWvIWc8mo1gs="]).encrypt(PASSWORD)
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.BytesIO]:
+    """structlog configured by the product's own `configure_logging`, into a buffer."""
+    stream = io.BytesIO()
+    handlers, level = logging.root.handlers[:], logging.root.level
+    configure_logging("debug", stream, cache=False)
+    yield stream
+    structlog.reset_defaults()
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
+
+
+def lines(stream: io.BytesIO) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_secret_keys_are_masked_at_any_depth_and_in_any_spelling(log_output: io.BytesIO) -> None:
+    log = structlog.get_logger("usersync.test")
+    log.info(
+        "call",
+        password=PASSWORD,
+        headers={"Authorization": f"Bearer {TOKEN}", "x-APIKey": TOKEN, "Accept": "json"},
+        source={"name": "hris", "token": TOKEN, "hmac_secret": TOKEN},
+        body=[{"changes": {"password": PASSWORD, "email": "ada@example.com"}}],
+        api_key=TOKEN,
+        signature=TOKEN,
+        x_usersync_signature=TOKEN,
+        admin_token=TOKEN,
+        vendor="fleet-eu",
+    )
+    [line] = lines(log_output)
+    assert PASSWORD not in str(line) and TOKEN not in str(line)
+    assert line["password"] == "***"
+    assert line["headers"] == {"Authorization": "***", "x-APIKey": "***", "Accept": "json"}
+    assert line["source"] == {"name": "hris", "token": "***", "hmac_secret": "***"}
+    assert line["body"] == [{"changes": {"password": "***", "email": "ada@example.com"}}]
+    for key in ("api_key", "signature", "x_usersync_signature", "admin_token"):
+        assert line[key] == "***"
+    assert (line["event"], line["vendor"], line["level"]) == ("call", "fleet-eu", "info")
+
+
+def test_secrets_inside_strings_are_cut(log_output: io.BytesIO) -> None:
+    """Ciphertext, bearer credentials and secret pairs in free text, in values and context."""
+    structlog.contextvars.bind_contextvars(stored=CIPHERTEXT)
+    try:
+        structlog.get_logger("usersync.test").warning(
+            "odd",
+            error=f"vendor said: header Authorization: Bearer {TOKEN} refused",
+            body=f'{{"email": "a@b.c", "password": "{PASSWORD}"}}',
+            url=f"https://vendor.example/login?user=ada&password={PASSWORD}&x=1",
+            values=(CIPHERTEXT, 1, None),
+        )
+    finally:
+        structlog.contextvars.clear_contextvars()
+    raw = log_output.getvalue()
+    assert PASSWORD.encode() not in raw and TOKEN.encode() not in raw
+    assert CIPHERTEXT[10:30].encode() not in raw
+    [line] = lines(log_output)
+    assert line["stored"] == "enc:v1:***"
+    assert line["error"] == "vendor said: header Authorization: Bearer *** refused"
+    assert line["body"] == '{"email": "a@b.c", "password": "***"}'
+    assert line["url"] == "https://vendor.example/login?user=ada&password=***&x=1"
+    assert line["values"] == ["enc:v1:***", 1, None]
+
+
+def test_a_logged_exception_is_redacted_after_formatting(log_output: io.BytesIO) -> None:
+    try:
+        raise ValueError(f"could not use {CIPHERTEXT} with Bearer {TOKEN}")
+    except ValueError:
+        structlog.get_logger("usersync.test").exception("failed")
+    raw = log_output.getvalue()
+    [line] = lines(log_output)
+    assert "ValueError" in line["exception"]
+    assert TOKEN.encode() not in raw and CIPHERTEXT.encode() not in raw
+    assert "enc:v1:*** with Bearer ***" in line["exception"]
+
+
+def test_messages_without_secrets_are_left_alone(log_output: io.BytesIO) -> None:
+    """Reasons that merely mention a password keep their words."""
+    message = "password: the password does not meet Partoo's policy; it needs 8 characters"
+    structlog.get_logger("usersync.test").info("delivery_attempt", error=message, attempt=1)
+    [line] = lines(log_output)
+    assert line["error"] == message and line["attempt"] == 1
+
+
+def test_standard_library_lines_are_redacted() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(RedactingFormatter("%(name)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("usersync.test.stdlib")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise RuntimeError(f"Authorization: Bearer {TOKEN}")
+        except RuntimeError:
+            logger.exception("job failed with %s", CIPHERTEXT)
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "job failed with enc:v1:***" in text and "RuntimeError" in text
+    assert TOKEN not in text and CIPHERTEXT not in text
