@@ -3,6 +3,7 @@
 Target rules: `targets` given -> each must be a configured, enabled vendor instance the source
 may use; left out -> every enabled instance the source may use. External ids and vendor fields
 must name configured instances, so a typo is a 422 rather than a silently unused value.
+The stored event has its secrets encrypted (`sealed_event`); one that cannot be is a 422.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import orjson
 from config.settings import Settings, SourceSettings
 from gateway.errors import ApiError, schema_error
 from gateway.events import Event
+from usersync.secrets import PREFIX, CiphertextGiven, SecretBox, SecretsNotConfigured
 from usersync.store import NAME_PARTS, IngestRecord
 
 
@@ -59,14 +61,48 @@ def acceptance_body(event: Event, targets: list[str]) -> dict[str, Any]:
     }
 
 
-def build_record(event: Event, targets: list[str], source: SourceSettings) -> IngestRecord:
+def _secrets_refused(exc: CiphertextGiven | SecretsNotConfigured) -> ApiError:
+    if isinstance(exc, CiphertextGiven):
+        message = f"must not start with {PREFIX}, the mark of usersync's encrypted values"
+        return schema_error([{"path": path, "message": message} for path in exc.paths])
+    return ApiError(
+        422,
+        "secrets_not_configured",
+        "this gateway has no secrets.keys to encrypt the event's secrets with; events carrying "
+        "one are refused rather than stored in clear",
+        {"paths": exc.paths},
+    )
+
+
+def check_secrets(event: Event, box: SecretBox) -> None:
+    """422 if the event carries a secret that could not be stored (see `sealed_event`)."""
+    try:
+        box.check(event.model_dump(mode="json", exclude_unset=True))
+    except (CiphertextGiven, SecretsNotConfigured) as exc:
+        raise _secrets_refused(exc) from None
+
+
+def sealed_event(event: Event, box: SecretBox) -> bytes:
+    """The event's JSON as stored: every secret encrypted (`usersync.secrets`). 422 for a
+    secret starting with `enc:v1:` (schema_violation), or for any secret when no key is
+    configured (secrets_not_configured): nothing is ever stored in clear."""
+    try:
+        return orjson.dumps(box.seal(event.model_dump(mode="json", exclude_unset=True)))
+    except (CiphertextGiven, SecretsNotConfigured) as exc:
+        raise _secrets_refused(exc) from None
+
+
+def build_record(
+    event: Event, targets: list[str], source: SourceSettings, box: SecretBox
+) -> IngestRecord:
+    """What the store writes for an accepted event; its secrets are sealed with `box`."""
     changes = event.changes.present()
     return IngestRecord(
         source=source.name,
         event_id=event.event_id,
         user_id=event.user.id,
         order_key=event.order_key,
-        event_json=orjson.dumps(event.model_dump(mode="json", exclude_unset=True)),
+        event_json=sealed_event(event, box),
         acceptance=acceptance_body(event, targets),
         targets=targets,
         links=dict(event.user.external_ids),

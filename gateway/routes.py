@@ -24,7 +24,8 @@ from gateway.body import parse_json_object, read_json_body, read_json_object
 from gateway.context import PREVIEWER, SETTINGS, STORE, json_response
 from gateway.errors import ApiError, field_problems, schema_error
 from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN, Event
-from gateway.ingest import build_record, resolve_targets
+from gateway.ingest import build_record, check_secrets, resolve_targets
+from usersync.secrets import secret_box
 from usersync.status import utc_now_iso
 
 log = structlog.get_logger("usersync.gateway")
@@ -62,7 +63,8 @@ async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[st
 async def post_event(request: web.Request) -> web.Response:
     caller, event, targets = await _validated_event(request)
     assert caller.source is not None
-    record = build_record(event, targets, caller.source)
+    box = secret_box(request.app[SETTINGS].secrets)
+    record = build_record(event, targets, caller.source, box)
     created, answer = await request.app[STORE].ingest(record, utc_now_iso())
     if created:
         log.info("event_accepted", source=caller.source.name, targets=targets, outcome="accepted")
@@ -75,6 +77,7 @@ async def post_event(request: web.Request) -> web.Response:
 
 async def preview_event(request: web.Request) -> web.Response:
     _, event, targets = await _validated_event(request)
+    check_secrets(event, secret_box(request.app[SETTINGS].secrets))  # refused as a post would be
     previews = await request.app[PREVIEWER](event, targets)
     return json_response({"event_id": event.event_id, "targets": previews})
 

@@ -32,6 +32,8 @@ from workers.vendors.registry import build_adapters
 HRIS_TOKEN = "test-hris-token-0123456789"
 IDP_TOKEN = "test-idp-token-0123456789"
 ADMIN_TOKEN = "test-admin-token-0123456789"
+SECRET_KEY = "QWIDbk7KY2YNJTBMQf1KGJAg_AkDOY0FWvIWc8mo1gs="
+"""The Fernet key that encrypts passwords at rest in the tests' settings."""
 VENDOR_TOKENS = {
     "mileapp": "test-mileapp-token",
     "fleet": "flt_sk_test_token",
@@ -135,6 +137,7 @@ def make_raw_settings(redis_url: str, sandbox_url: str, **overrides: Any) -> dic
         ],
         "worker": {"concurrency": 10, "poll_delay_s": 0.01, "job_timeout_s": 10},
         "vendors": vendors,
+        "secrets": {"keys": [SECRET_KEY]},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import (
     ADMIN_TOKEN,
+    SECRET_KEY,
     Gateway,
     Sandbox,
     event,
@@ -61,6 +62,7 @@ def test_check_config_accepts_the_shipped_files(project_root: Path) -> None:
         )
     }
     env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
+    env["USERSYNC_SECRET_KEY"] = SECRET_KEY
     result = usersync(
         "check-config", "--config", str(project_root / "config/example.yaml"), env=env
     )

@@ -84,7 +84,7 @@ async def test_weak_password_letter_is_listed_and_shown_with_every_secret_masked
 ) -> None:
     """A Partoo password under its policy is dead at once, never sent; the letter is listed with
     its reason and shown with the event, where every password (changes, a vendor_fields object,
-    a Plaspy JSON Patch op) reads *** although Redis holds them in clear."""
+    a Plaspy JSON Patch op) reads ***, as Redis holds them encrypted."""
     body = event(
         "evt-pw",
         targets=["partoo"],
@@ -99,7 +99,8 @@ async def test_weak_password_letter_is_listed_and_shown_with_every_secret_masked
     assert states["partoo"]["status"] == "dead"
     assert await sandbox.requests("partoo") == []
     stored = await redis.hget(keys.event("hris", "evt-pw"), "event")
-    assert all(secret.encode() in stored for secret in SECRETS.values())  # what is masked
+    assert not any(secret.encode() in stored for secret in SECRETS.values())  # encrypted
+    assert stored.count(b'"enc:v1:') == len(SECRETS)  # what is masked
 
     page = await listed(gateway)
     assert page["total"] == 1 and page["next_cursor"] is None

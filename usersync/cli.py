@@ -131,6 +131,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"configuration OK: {len(settings.sources)} source(s), vendors: "
         f"{', '.join(f'{name} ({v.kind})' for name, v in settings.vendors.items()) or 'none'}"
     )
+    keys = len(settings.secrets.keys)
+    print(
+        f"secrets: {keys} key(s), passwords are encrypted in Redis"
+        if keys
+        else "secrets: not configured (secrets.keys is empty): events carrying a password "
+        "are refused with 422 secrets_not_configured"
+    )
     return 0
 
 

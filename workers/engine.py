@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from config.settings import Settings, VendorSettings
 from gateway.events import Event
 from usersync.pairs import Commit, EventUpdate, PairBatch, PairQueue, PendingRef
+from usersync.secrets import SecretUndecryptable, secret_box
 from usersync.status import DeliveryState, TargetStatus, utc_now_iso
 from usersync.vendor_guard import CallOutcome, VendorGuard
 from workers import coalesce
@@ -232,7 +233,11 @@ class DeliveryEngine:
         return commit
 
     def _read(self, run: Run) -> list[Candidate]:
-        """Parse the pending refs; unreadable or already-final ones are settled at once."""
+        """Parse the pending refs; unreadable or already-final ones are settled at once.
+
+        A stored event's secrets are encrypted (`usersync.secrets`): they are decrypted here,
+        in memory, before validation. One that no configured key opens is `dead` at once."""
+        box = secret_box(self.settings.secrets)
         candidates = []
         for pending in run.batch.pending:
             if pending.event_json is None or pending.status_json is None:
@@ -245,9 +250,22 @@ class DeliveryEngine:
                 continue
             history = orjson.loads(pending.history_json) if pending.history_json else []
             try:
-                event = Event.model_validate_json(pending.event_json)
-            except ValidationError:
-                log.exception("stored_event_invalid", ref=pending.ref, outcome="dead")
+                event = Event.model_validate(box.open(orjson.loads(pending.event_json)))
+            except SecretUndecryptable as exc:
+                log.warning(
+                    "stored_secret_undecryptable", ref=pending.ref, field=exc.path, outcome="dead"
+                )
+                run.settle_ref(pending, status, history, "dead", f"secret_undecryptable: {exc}")
+                continue
+            except (ValidationError, orjson.JSONDecodeError) as exc:
+                # Only where the problems are: the error's text would show the values, and the
+                # event's secrets are in clear by now.
+                where = (
+                    [".".join(map(str, error["loc"])) for error in exc.errors()]
+                    if isinstance(exc, ValidationError)
+                    else ["(not JSON)"]
+                )
+                log.warning("stored_event_invalid", ref=pending.ref, outcome="dead", fields=where)
                 run.settle_ref(pending, status, history, "dead", "stored_event_invalid")
                 continue
             values = coalesce.flatten(event.changes.present(), event.vendor_fields.get(run.target))
