@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -59,16 +60,56 @@ def _iana(value: str) -> str:
     return value
 
 
+# JSON gives dates and times as text and numbers as numbers: pydantic's lax mode would also take
+# a number for a date (0 is 1970-01-01), digits for a time stamp and a string for a version.
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _rfc3339_text(value: Any) -> Any:
+    if not isinstance(value, str) or not RFC3339.match(value):
+        raise ValueError("must be RFC 3339 text with a UTC offset, e.g. 2026-11-22T10:15:00Z")
+    return value
+
+
+def _date_text(value: Any) -> Any:
+    if not isinstance(value, str) or not ISO_DATE.match(value):
+        raise ValueError("must be a date as text, YYYY-MM-DD")
+    return value
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON number")  # noqa: TRY004 (pydantic reports ValueError)
+    return value
+
+
+Timestamp = Annotated[dt.datetime, BeforeValidator(_rfc3339_text)]
+Date = Annotated[dt.date, BeforeValidator(_date_text)]
 Phone = Annotated[str, StringConstraints(max_length=32), AfterValidator(_e164)]
 Language = Annotated[str, StringConstraints(max_length=35), AfterValidator(_bcp47)]
 TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_iana)]
 TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
+NOT_CLEARABLE = ("active", "password", "tags")
+"""Changes that cannot be `null`: there is nothing to clear (a `null` tag value removes it)."""
+
+
+def _not_clearable_schema(schema: dict[str, Any]) -> None:
+    """The JSON schema (`/openapi.json`) says what `Changes._not_clearable` enforces."""
+    for name in NOT_CLEARABLE:
+        field = schema["properties"][name]
+        field.pop("default", None)
+        field["anyOf"] = [branch for branch in field["anyOf"] if branch != {"type": "null"}]
+        if len(field["anyOf"]) == 1:
+            field.update(field.pop("anyOf")[0])
+
+
 class Changes(BaseModel):
     """Canonical field -> new value; `null` clears. Only fields that were sent are changes."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_not_clearable_schema)
 
     email: EmailStr | None = None
     given_name: ShortText | None = None
@@ -78,9 +119,9 @@ class Changes(BaseModel):
     phone_country: Alpha2 | None = None
     language: Language | None = None
     job_title: ShortText | None = None
-    start_date: dt.date | None = None
-    end_date: dt.date | None = None
-    birth_date: dt.date | None = None
+    start_date: Date | None = None
+    end_date: Date | None = None
+    birth_date: Date | None = None
     birth_city: ShortText | None = None
     birth_country: Alpha2 | None = None
     country: ShortText | None = None
@@ -94,7 +135,7 @@ class Changes(BaseModel):
 
     @model_validator(mode="after")
     def _not_clearable(self) -> Changes:
-        for name in ("active", "password", "tags"):
+        for name in NOT_CLEARABLE:
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -108,7 +149,7 @@ class UserRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
-    version: Annotated[int, Field(ge=0, le=2**53)] | None = None
+    version: Annotated[int, Field(ge=0, le=2**53), BeforeValidator(_json_number)] | None = None
     external_ids: dict[
         VendorInstance, Annotated[str, StringConstraints(min_length=1, max_length=200)]
     ] = Field(default_factory=dict, max_length=50)
@@ -124,7 +165,7 @@ class Event(BaseModel):
 
     event_id: Annotated[str, StringConstraints(pattern=EVENT_ID_PATTERN)]
     type: EventType = "user.updated"
-    occurred_at: dt.datetime
+    occurred_at: Timestamp
     source: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] | None = None
     user: UserRef
     changes: Changes = Field(default_factory=Changes)

@@ -171,6 +171,12 @@ async def test_streamed_body_over_limit_is_413(gateway: Gateway) -> None:
         (lambda e: e.update(event_id="has spaces"), ["event_id"]),
         (lambda e: e.update(occurred_at="2026-11-22T10:15:00"), ["occurred_at"]),
         (lambda e: e["user"].update(version="seventeen"), ["user.version"]),
+        # JSON types, not pydantic's lax coercions (found by schemathesis)
+        (lambda e: e.update(occurred_at=1700000000), ["occurred_at"]),
+        (lambda e: e.update(occurred_at="1700000000"), ["occurred_at"]),
+        (lambda e: e["user"].update(version="17"), ["user.version"]),
+        (lambda e: e["user"].update(version=True), ["user.version"]),
+        (lambda e: e["changes"].update(birth_date=0), ["changes.birth_date"]),
         (
             lambda e: e["changes"].update(
                 email="not-an-email", phone="12345", timezone="Mars/Base"
