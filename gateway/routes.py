@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway import admin
+from gateway import admin, batch
 from gateway.auth import (
     Caller,
     authenticate_caller,
@@ -147,6 +147,7 @@ async def readyz(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/events", post_event)
     app.router.add_post("/v1/events:preview", preview_event)
+    app.router.add_post(batch.PATH, batch.post_events_batch)
     app.router.add_get("/v1/events/{event_id}", get_event)
     app.router.add_get("/v1/users/{user_id}/links", get_links)
     app.router.add_put("/v1/users/{user_id}/links/{vendor}", put_link)

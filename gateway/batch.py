@@ -1,0 +1,168 @@
+"""`POST /v1/events:batch`: many events in one request, each accepted or refused on its own.
+
+The request is authenticated once (as `POST /v1/events` is: bearer token or signature over the
+whole body) and its envelope `{"events": [...]}` checked; then each event goes through what
+`POST /v1/events` does to one (schema, source, targets, its own size limit) and gets the
+status and body that call would have answered. The accepted ones are stored in one pipeline
+(`Store.ingest_many`), in order, so a repeated event id is a duplicate of its first
+occurrence. A Redis failure is a 503 for the whole batch: no result is reported for an event
+whose storage is not known (a retry answers those already stored as duplicates).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from config.settings import Settings, SourceSettings
+from gateway.auth import authenticate_source, authenticate_unsigned, enforce_source_rate, is_signed
+from gateway.body import parse_json_object, read_json_body
+from gateway.context import SETTINGS, STORE, json_response
+from gateway.errors import ApiError, field_problems, schema_error
+from gateway.events import Event
+from gateway.ingest import build_record, resolve_targets
+from usersync.secrets import SecretBox, secret_box
+from usersync.status import utc_now_iso
+from usersync.store import IngestRecord
+
+log = structlog.get_logger("usersync.gateway")
+
+PATH = "/v1/events:batch"
+BODY_CAP = 16 * 1024 * 1024
+"""The largest batch body, whatever `max_body_bytes * batch_max_events` comes to."""
+
+
+def body_limit(settings: Settings) -> int:
+    """A batch may be as large as its events could be one by one, up to `BODY_CAP`."""
+    gateway = settings.gateway
+    return min(gateway.max_body_bytes * gateway.batch_max_events, BODY_CAP)
+
+
+def _events(body: dict[str, Any], settings: Settings) -> list[Any]:
+    """The `events` array of a batch body, else a 422 naming what is wrong."""
+    most = settings.gateway.batch_max_events
+    problems = [
+        {"path": name, "message": "unknown field"} for name in sorted(set(body) - {"events"})
+    ]
+    events = body.get("events")
+    if "events" not in body:
+        problems.append({"path": "events", "message": "field required"})
+    elif not isinstance(events, list) or not 1 <= len(events) <= most:
+        problems.append({"path": "events", "message": f"expected an array of 1-{most} events"})
+    if problems or not isinstance(events, list):
+        raise ApiError(
+            422,
+            "schema_violation",
+            f'the body must be {{"events": [...]}} with 1-{most} events',
+            problems,
+        )
+    return events
+
+
+def checked_event(
+    item: Any, settings: Settings, source: SourceSettings, box: SecretBox
+) -> IngestRecord:
+    """One event of a batch checked as `POST /v1/events` checks its body once read: its size
+    (413), an object (422), the schema (422), the source (403), the targets (422/403), its
+    secrets (422); what the store writes for it."""
+    limit = settings.gateway.max_body_bytes
+    if len(orjson.dumps(item)) > limit:
+        raise ApiError(413, "body_too_large", f"the body exceeds {limit} bytes", {"limit": limit})
+    if not isinstance(item, dict):  # as `gateway.body.parse_json_object` answers it
+        raise ApiError(
+            422,
+            "schema_violation",
+            "the body must be a JSON object",
+            [{"path": "(body)", "message": "expected an object"}],
+        )
+    try:
+        event = Event.model_validate(item)
+    except ValidationError as exc:
+        raise schema_error(field_problems(exc)) from exc
+    if event.source is not None and event.source != source.name:
+        raise ApiError(
+            403,
+            "source_mismatch",
+            f"the event names source {event.source} but the credentials belong to {source.name}",
+        )
+    return build_record(event, resolve_targets(event, settings, source), source, box)
+
+
+def _given_id(item: Any) -> str | None:
+    value = item.get("event_id") if isinstance(item, dict) else None
+    return value if isinstance(value, str) else None
+
+
+async def post_events_batch(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    store = request.app[STORE]
+    # The same order of refusals as `POST /v1/events` (see `routes._validated_event`).
+    if not is_signed(request):
+        authenticate_unsigned(request, settings, admin_allowed=False)
+    raw = await read_json_body(request, body_limit(settings))
+    source = await authenticate_source(request, settings, raw, store.redis)
+    events = _events(parse_json_object(raw), settings)
+    await enforce_source_rate(store.redis, source, cost=len(events))
+
+    box = secret_box(settings.secrets)
+    results: list[dict[str, Any]] = []
+    records: list[IngestRecord] = []
+    accepted_at: list[int] = []  # the index in `results` of each record
+    for index, item in enumerate(events):
+        try:
+            record = checked_event(item, settings, source, box)
+        except ApiError as exc:
+            results.append(
+                {
+                    "index": index,
+                    "event_id": _given_id(item),
+                    "status": exc.status,
+                    "body": exc.body(),
+                }
+            )
+            log.info(
+                "event_refused",
+                source=source.name,
+                index=index,
+                event_id=_given_id(item),
+                status=exc.status,
+                code=exc.code,
+                outcome="refused",
+            )
+            continue
+        accepted_at.append(index)
+        records.append(record)
+        results.append({"index": index, "event_id": record.event_id})
+
+    stored = await store.ingest_many(records, utc_now_iso())
+    counts = {"accepted": 0, "duplicates": 0, "refused": len(events) - len(records)}
+    for index, record, (created, answer) in zip(accepted_at, records, stored, strict=True):
+        body = orjson.loads(answer)
+        if created:
+            counts["accepted"] += 1
+            results[index].update(status=202, body=body)
+            log.info(
+                "event_accepted",
+                source=source.name,
+                index=index,
+                event_id=record.event_id,
+                user_id=record.user_id,
+                targets=list(record.targets),
+                outcome="accepted",
+            )
+        else:
+            counts["duplicates"] += 1
+            results[index].update(status=200, body={**body, "duplicate": True})
+            log.info(
+                "event_duplicate",
+                source=source.name,
+                index=index,
+                event_id=record.event_id,
+                outcome="duplicate",
+            )
+    log.info("batch_ingested", source=source.name, events=len(events), **counts)
+    return json_response({"results": results, **counts})
