@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway import admin, batch
+from gateway import admin, batch, openapi
 from gateway.auth import (
     Caller,
     authenticate_caller,
@@ -154,3 +154,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     admin.add_routes(app)
+    openapi.add_routes(app)
