@@ -11,7 +11,6 @@ pickle, because the gateway writes them itself.
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,15 +99,26 @@ def build_worker(
 async def stop_worker(worker: Worker, grace_s: float) -> None:
     """Stop taking jobs, give running deliveries `grace_s`, cancel the rest, then close.
 
-    arq's own `close()` cancels running jobs and then gathers them, so a job cancelled before
-    its function started makes `close()` raise CancelledError and skip closing the Redis pool
-    and our HTTP session. Cancelled jobs keep their queue entry and run again (at-least-once).
+    The poll loop is not cancelled but asked to end (arq's burst mode with no jobs left to
+    start): cancelled in the middle of starting a job, it would leave a WATCH pipeline holding
+    a Redis connection. Job tasks still running after the grace are cancelled; they keep their
+    queue entry and run again (at-least-once). arq's own `close()` would cancel and gather
+    jobs cancelled before their function started, raise CancelledError, and skip closing the
+    Redis pool and our HTTP session, so it only runs once nothing is left to cancel.
     """
     worker.allow_pick_jobs = False
+    worker.burst = True
+    worker.max_burst_jobs = 0  # the poll loop returns at its next turn
     running = [task for task in worker.tasks.values() if not task.done()]
     if running:
         await asyncio.wait(running, timeout=grace_s)
-    worker.handle_sig(signal.SIGUSR1)
+    for task in worker.tasks.values():
+        task.cancel()
     await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    if worker.main_task is not None:
+        await asyncio.wait([worker.main_task], timeout=grace_s)
+        if not worker.main_task.done():
+            worker.main_task.cancel()
+            await asyncio.wait([worker.main_task])
     worker.tasks.clear()
     await worker.close()
