@@ -390,3 +390,20 @@ def test_check_config_says_whether_secrets_are_configured(tmp_path: Path) -> Non
     assert "secrets: 2 key(s)" in check(
         [Fernet.generate_key().decode(), Fernet.generate_key().decode()]
     )
+
+
+async def test_batch_ingest_encrypts_and_refuses_each_event_on_its_own(
+    gateway: Gateway, redis: Redis
+) -> None:
+    """Through POST /v1/events:batch: a password is stored encrypted as by POST /v1/events,
+    and an event with a lookalike one is refused alone."""
+    good = event("evt-batch-1", changes={"password": PASSWORD})
+    bad = event("evt-batch-2", changes={"password": PREFIX + "gAAAAABlookalike"})
+    status, answer = await gateway.post({"events": [good, bad]}, path="/v1/events:batch")
+    assert status == 200, answer
+    assert [result["status"] for result in answer["results"]] == [202, 422]
+    assert answer["results"][1]["body"]["error"]["details"][0]["path"] == "changes.password"
+    stored = orjson.loads(await redis.hget(keys.event("hris", "evt-batch-1"), "event"))
+    assert stored["changes"]["password"].startswith(PREFIX)
+    assert PASSWORD.encode() not in await redis_dump(redis)
+    assert await redis.hget(keys.event("hris", "evt-batch-2"), "event") is None
