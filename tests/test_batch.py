@@ -353,3 +353,23 @@ async def test_a_batch_costs_its_number_of_events(
             assert (await response.json())["error"]["code"] == "rate_limited"
         assert await redis.exists("usersync:event:hris:rl-3") == 0
         assert (await gateway.post(event("rl-9")))[0] == 202  # one more post still fits
+
+
+async def test_a_batch_larger_than_the_burst_is_charged_in_full(
+    redis_server: EmbeddedRedis, sandbox: Sandbox, redis: Redis, http: aiohttp.ClientSession
+) -> None:
+    """A batch of 8 with a burst of 5 fits a full bucket, but costs all 8: the next post must
+    wait for 4 intervals of 10 s, so batching never raises a source's average rate."""
+    limited = signing_sources(rate_limit={"per_second": 0.1, "burst": 5})
+    settings = make_settings(redis_server.url, sandbox.url, sources=limited)
+    async with running_gateway(settings) as url:
+        gateway = Gateway(url, http)
+        status, answer = await post_batch(gateway, [event(f"big-{n}") for n in range(8)])
+        assert status == 200 and answer["accepted"] == 8, answer
+        async with http.post(
+            url + "/v1/events",
+            json=event("after"),
+            headers={"Authorization": f"Bearer {HRIS_TOKEN}"},
+        ) as response:
+            assert response.status == 429
+            assert 35 <= int(response.headers["Retry-After"]) <= 41

@@ -19,9 +19,11 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local interval, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
-local new_tat = tat + cost * interval
-local over = new_tat - now - burst * interval
+-- fits if the bucket has room for the cost (for a cost above the burst: a full bucket); the
+-- whole cost is charged, so a big batch makes the posts after it wait in proportion
+local over = tat + math.min(cost, burst) * interval - now - burst * interval
 if over > 0 then return math.ceil(over) end
+local new_tat = tat + cost * interval
 redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
 return 0
 """
@@ -29,10 +31,11 @@ return 0
 
 async def take(redis: Redis, source: str, limit: SourceRateLimit, cost: int = 1) -> int:
     """Take `cost` posts from `source`'s allowance: 0 if they fit now, else the wait in ms
-    before they would (nothing taken). A cost above the burst counts as the burst."""
+    before they would (nothing taken). A cost above the burst needs a full bucket and is
+    charged in full: the source's average rate holds however it batches."""
     script = redis.register_script(_TAKE)
     interval_ms = 1000.0 / limit.per_second
-    weight = max(1, min(cost, limit.burst))
+    weight = max(1, cost)
     wait = await script(
         keys=[keys.source_rate(source)], args=[repr(interval_ms), limit.burst, weight]
     )
