@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ async def test_429_slows_the_vendor_instance_for_every_pair(
     redis_server: EmbeddedRedis, redis: Redis, sandbox: Sandbox, http: aiohttp.ClientSession
 ) -> None:
     """After a 429, the instance's shared rate is halved: 10 further calls to other users
-    (20/s configured, so 10/s now) span at least ~0.85 s instead of ~0.45 s."""
+    (20/s configured, so 10/s now) take at least ~0.85 s instead of ~0.45 s."""
     vendors = vendors_with(
         redis_server.url,
         sandbox.url,
@@ -116,6 +117,7 @@ async def test_429_slows_the_vendor_instance_for_every_pair(
         assert state["rate"]["effective_per_second"] < 10.5
         assert state["rate"]["times_throttled"] == 1
         start = len(await sandbox.requests("fleet"))
+        posted_at = time.time()  # the sandbox runs in this process: one clock
         await asyncio.gather(
             *(gateway.post(user_event(n, users[n], targets=["fleet-eu"])) for n in range(1, 11))
         )
@@ -123,7 +125,10 @@ async def test_429_slows_the_vendor_instance_for_every_pair(
     assert all(f["targets"]["fleet-eu"]["status"] == "delivered" for f in finals)
     calls = (await sandbox.requests("fleet"))[start:]
     assert len(calls) == 10
-    span = calls[-1]["received_at"] - calls[0]["received_at"]
+    # each call waits for its own slot, 100 ms apart at the halved rate (50 ms without the
+    # 429): the last of 10 cannot come before 9 intervals after the posts, however late the
+    # first one ran
+    span = calls[-1]["received_at"] - posted_at
     assert span >= 0.85, span
 
 
@@ -213,15 +218,16 @@ async def test_circuit_breaker_holds_off_a_down_vendor_without_spending_attempts
             return bool(state["circuit"]["state"] != "closed")
 
         await wait_until(opened, 10, "partoo circuit open")
-        await asyncio.sleep(1.5)  # three cool-downs: each lets one probe through
-        calls_while_down = len(await sandbox.requests("partoo"))
+        await asyncio.sleep(1.5)  # cool-downs of 0.5 s, then 1 s: each lets one probe through
         async with http.delete(f"{sandbox.url}/_sandbox/partoo/faults") as response:
             assert response.status == 200
         finals = [await gateway.wait_final(f"evt-{n}", timeout_s=20) for n in range(10)]
     assert [f["targets"]["partoo"]["status"] for f in finals] == ["delivered"] * 10
-    assert calls_while_down <= 5 + 3
+    journal = await sandbox.requests("partoo")
+    failed_calls = [c for c in journal if c["status"] == 503]
+    assert len(failed_calls) <= 5 + 4  # the calls in flight when it opened, then the probes
     spent = sum(f["targets"]["partoo"]["attempts"] for f in finals)
-    assert spent <= 10 + calls_while_down
+    assert spent == len(journal)  # every attempt is a call; waiting spent none
 
 
 async def latencies(gateway: Gateway, sandbox: Sandbox, ids: list[str], target: str) -> list[float]:
@@ -438,4 +444,4 @@ async def test_pairs_held_off_by_an_open_circuit_run_as_soon_as_a_probe_succeeds
     assert probe["status"] == 200
     after_probe = [c["received_at"] - (probe["received_at"] + 1.0) for c in calls[2:]]
     assert len(after_probe) >= 8
-    assert max(after_probe) < 3.0, after_probe  # without the wake-up: >= 5 s
+    assert max(after_probe) < 4.5, after_probe  # without the wake-up: >= 6 s
