@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from config.settings import Settings, SourceSettings
 from gateway.auth import authenticate_source, authenticate_unsigned, enforce_source_rate, is_signed
-from gateway.body import parse_json_object, read_json_body
+from gateway.body import MAX_ARRAY_ITEMS, parse_json_object, read_json_body
 from gateway.context import SETTINGS, STORE, json_response
 from gateway.errors import ApiError, field_problems, schema_error
 from gateway.events import Event
@@ -105,7 +105,8 @@ async def post_events_batch(request: web.Request) -> web.Response:
         authenticate_unsigned(request, settings, admin_allowed=False)
     raw = await read_json_body(request, body_limit(settings))
     source = await authenticate_source(request, settings, raw, store.redis)
-    events = _events(parse_json_object(raw), settings)
+    envelope = parse_json_object(raw, max(MAX_ARRAY_ITEMS, settings.gateway.batch_max_events + 1))
+    events = _events(envelope, settings)
     await enforce_source_rate(store.redis, source, cost=len(events))
 
     box = secret_box(settings.secrets)

@@ -40,8 +40,16 @@ async def read_json_body(request: web.Request, limit: int) -> bytes:
     return await read_limited(request, limit)
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """A JSON object: 400 if `raw` is not parseable JSON, 422 if it is not an object."""
+MAX_DEPTH = 32
+"""Deepest nesting of objects and arrays a body may have (an event needs about 6)."""
+MAX_ARRAY_ITEMS = 1000
+"""Longest array anywhere in a body (the batch envelope's `events` has its own limit)."""
+
+
+def parse_json_object(raw: bytes, max_items: int = MAX_ARRAY_ITEMS) -> dict[str, Any]:
+    """A JSON object: 400 if `raw` is not parseable JSON, 422 if it is not an object or is
+    nested deeper than MAX_DEPTH or holds an array longer than `max_items` (hostile shapes are
+    refused before any model walks them)."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -53,7 +61,29 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
             "the body must be a JSON object",
             [{"path": "(body)", "message": "expected an object"}],
         )
+    problem = shape_problem(value, max_items)
+    if problem is not None:
+        raise ApiError(422, "schema_violation", "the body's shape is refused", [problem])
     return value
+
+
+def shape_problem(value: Any, max_items: int) -> dict[str, str] | None:
+    """The first place `value` nests deeper than MAX_DEPTH or has an array longer than
+    `max_items`, as an error detail; None if there is none. Iterative: no recursion limit."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            where = ".".join(path[:MAX_DEPTH]) + "..."
+            return {"path": where, "message": f"nested deeper than {MAX_DEPTH} levels"}
+        if isinstance(node, dict):
+            stack.extend((item, (*path, str(key))) for key, item in node.items())
+        elif isinstance(node, list):
+            if len(node) > max_items:
+                where = ".".join(path) or "(body)"
+                return {"path": where, "message": f"more than {max_items} items"}
+            stack.extend((item, (*path, str(n))) for n, item in enumerate(node))
+    return None
 
 
 async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:

@@ -227,6 +227,17 @@ OPERATIONS: tuple[Operation, ...] = (
         parameters=(_USER_ID,),
     ),
     Operation(
+        "GET",
+        "/v1/users/{user_id}/links/{vendor}",
+        "getLink",
+        "The user's id at one vendor instance",
+        "links",
+        "admin",
+        {200: (answers.Link, "the link")},
+        (401, 403, 404, 503),
+        parameters=(_USER_ID, _VENDOR),
+    ),
+    Operation(
         "PUT",
         "/v1/users/{user_id}/links/{vendor}",
         "putLink",

@@ -119,6 +119,16 @@ async def get_links(request: web.Request) -> web.Response:
     return json_response({"user_id": user_id, "links": await request.app[STORE].get_links(user_id)})
 
 
+async def get_link(request: web.Request) -> web.Response:
+    require_admin(request, request.app[SETTINGS])
+    user_id = _user_id(request)
+    vendor = request.match_info["vendor"]
+    vendor_id = await request.app[STORE].get_link(user_id, vendor)
+    if vendor_id is None:
+        raise ApiError(404, "not_found", f"no {vendor} id is linked to this user")
+    return json_response({"user_id": user_id, "vendor": vendor, "id": vendor_id})
+
+
 async def put_link(request: web.Request) -> web.Response:
     _admin(request)
     settings = request.app[SETTINGS]
@@ -150,6 +160,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(batch.PATH, batch.post_events_batch)
     app.router.add_get("/v1/events/{event_id}", get_event)
     app.router.add_get("/v1/users/{user_id}/links", get_links)
+    app.router.add_get("/v1/users/{user_id}/links/{vendor}", get_link)
     app.router.add_put("/v1/users/{user_id}/links/{vendor}", put_link)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

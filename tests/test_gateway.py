@@ -81,12 +81,20 @@ async def test_external_ids_are_stored_as_links(gateway: Gateway) -> None:
 
 
 async def test_links_admin_api(gateway: Gateway) -> None:
-    """An admin sets a link with PUT and reads it back; a source token is refused with 403."""
+    """An admin sets a link with PUT and reads it back, all or one vendor's; a source token is
+    refused with 403."""
     assert (await gateway.put("/v1/users/emp-7/links/fleet-eu", {"id": "77"}))[0] == 200
     assert (await gateway.get("/v1/users/emp-7/links", token=ADMIN_TOKEN))[1]["links"] == {
         "fleet-eu": "77"
     }
     assert (await gateway.get("/v1/users/emp-7/links", token=HRIS_TOKEN))[0] == 403
+    assert (await gateway.get("/v1/users/emp-7/links/fleet-eu", token=ADMIN_TOKEN))[1] == {
+        "user_id": "emp-7",
+        "vendor": "fleet-eu",
+        "id": "77",
+    }
+    assert (await gateway.get("/v1/users/emp-7/links/partoo", token=ADMIN_TOKEN))[0] == 404
+    assert (await gateway.get("/v1/users/emp-7/links/fleet-eu", token=HRIS_TOKEN))[0] == 403
     assert (await gateway.put("/v1/users/emp-7/links/nope", {"id": "77"}))[0] == 404
     assert (await gateway.put("/v1/users/emp-7/links/fleet-eu", {"id": "77"}, HRIS_TOKEN))[0] == 403
 
@@ -129,6 +137,32 @@ async def test_deeply_nested_json_is_refused(gateway: Gateway) -> None:
     """A pathologically nested body is refused with a 4xx, not a crash."""
     status, body = await gateway.post(b"[" * 2000 + b"]" * 2000)
     assert status in (400, 413), body
+
+
+async def test_nesting_deeper_than_32_levels_is_422_with_its_path(
+    gateway: Gateway, redis: Redis
+) -> None:
+    """vendor_fields nested 40 levels deep (within the body limit, parseable) is refused with
+    422 naming where, and nothing is stored."""
+    deep: object = "x"
+    for _ in range(40):
+        deep = {"a": deep}
+    status, body = await gateway.post(event(vendor_fields={"fleet-eu": {"notes": deep}}))
+    assert status == 422, body
+    [problem] = body["error"]["details"]
+    assert problem["path"].startswith("vendor_fields.fleet-eu.notes.a.a")
+    assert "deeper than 32" in problem["message"]
+    assert await redis.zcard("arq:queue") == 0
+
+
+async def test_an_array_longer_than_1000_items_is_422(gateway: Gateway) -> None:
+    """A huge array anywhere in the body is refused before any model walks it."""
+    fields = {"business_ids": [0] * 1001}
+    status, body = await gateway.post(event(vendor_fields={"partoo": fields}), path="/v1/events")
+    assert status == 422, body
+    assert body["error"]["details"] == [
+        {"path": "vendor_fields.partoo.business_ids", "message": "more than 1000 items"}
+    ]
 
 
 async def test_not_json_content_type_is_415(gateway: Gateway) -> None:

@@ -211,6 +211,9 @@ async def test_answers_match_the_document(
         )
         await walk("GET", links, 200, path="/v1/users/u-1/links", token=ADMIN_TOKEN)
         await walk("GET", links, 403, path="/v1/users/u-1/links")
+        one = links + "/{vendor}"
+        await walk("GET", one, 200, path="/v1/users/u-1/links/fleet-eu", token=ADMIN_TOKEN)
+        await walk("GET", one, 404, path="/v1/users/u-1/links/partoo", token=ADMIN_TOKEN)
         dead = "/v1/dead-letters"
         page = await walk("GET", dead, 200, path=dead + "?limit=2", token=ADMIN_TOKEN)
         assert page["next_cursor"] and page["total"] == len(letters)

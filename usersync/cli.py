@@ -162,7 +162,8 @@ def cmd_links(args: argparse.Namespace) -> int:
     base = f"{_gateway_url(args, settings)}/v1/users/{args.user_id}/links"
     token = _admin_token(args, settings)
     if args.links_command == "get":
-        return _print(_run_async(call("GET", base, token)))
+        url = f"{base}/{args.vendor}" if args.vendor else base
+        return _print(_run_async(call("GET", url, token)))
     body = orjson.dumps({"id": args.vendor_id})
     return _print(_run_async(call("PUT", f"{base}/{args.vendor}", token, body)))
 
@@ -253,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     link_commands = links.add_subparsers(dest="links_command", required=True)
     get = link_commands.add_parser("get", parents=[client])
     get.add_argument("user_id")
+    get.add_argument("vendor", nargs="?", help="one vendor instance (default: all)")
     put = link_commands.add_parser("set", parents=[client])
     put.add_argument("user_id")
     put.add_argument("vendor")
