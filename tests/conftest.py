@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import logging
 import os
 import signal
 import subprocess
@@ -18,12 +20,14 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import structlog
 import yaml
 from redis.asyncio import Redis
 
 from config.settings import Settings
 from sandbox import create_sandbox_app
 from usersync import runtime
+from usersync.logs import configure_logging
 from usersync.redis_server import EmbeddedRedis
 from usersync.runtime import serving
 from usersync.status import FINAL_STATES
@@ -310,3 +314,20 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
             process.kill()
             process.wait()
     return process.returncode
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.BytesIO]:
+    """Every structlog line the product writes in this process (its own `configure_logging`:
+    JSON, through its processors, redaction included), at debug level, into a buffer."""
+    stream = io.BytesIO()
+    handlers, level = logging.root.handlers[:], logging.root.level
+    configure_logging("debug", stream, cache=False)
+    yield stream
+    structlog.reset_defaults()
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
+
+
+def log_lines(stream: io.BytesIO) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in stream.getvalue().splitlines()]

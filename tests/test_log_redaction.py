@@ -5,35 +5,16 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
-from typing import Any
 
-import orjson
-import pytest
 import structlog
 
-from usersync.logs import RedactingFormatter, configure_logging
+from tests.conftest import log_lines
+from usersync.logs import RedactingFormatter
 from usersync.secrets import SecretBox
 
 PASSWORD = "Hunter2-Pa55word!"
 TOKEN = "tok-0f8e7d6c5b4a39281706"
 CIPHERTEXT = SecretBox(["QWIDbk7KY2YNJTBMQf1KGJAg_AkDOY0FWvIWc8mo1gs="]).encrypt(PASSWORD)
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.BytesIO]:
-    """structlog configured by the product's own `configure_logging`, into a buffer."""
-    stream = io.BytesIO()
-    handlers, level = logging.root.handlers[:], logging.root.level
-    configure_logging("debug", stream, cache=False)
-    yield stream
-    structlog.reset_defaults()
-    logging.root.handlers[:] = handlers
-    logging.root.setLevel(level)
-
-
-def lines(stream: io.BytesIO) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in stream.getvalue().splitlines()]
 
 
 def test_secret_keys_are_masked_at_any_depth_and_in_any_spelling(log_output: io.BytesIO) -> None:
@@ -50,7 +31,7 @@ def test_secret_keys_are_masked_at_any_depth_and_in_any_spelling(log_output: io.
         admin_token=TOKEN,
         vendor="fleet-eu",
     )
-    [line] = lines(log_output)
+    [line] = log_lines(log_output)
     assert PASSWORD not in str(line) and TOKEN not in str(line)
     assert line["password"] == "***"
     assert line["headers"] == {"Authorization": "***", "x-APIKey": "***", "Accept": "json"}
@@ -77,7 +58,7 @@ def test_secrets_inside_strings_are_cut(log_output: io.BytesIO) -> None:
     raw = log_output.getvalue()
     assert PASSWORD.encode() not in raw and TOKEN.encode() not in raw
     assert CIPHERTEXT[10:30].encode() not in raw
-    [line] = lines(log_output)
+    [line] = log_lines(log_output)
     assert line["stored"] == "enc:v1:***"
     assert line["error"] == "vendor said: header Authorization: Bearer *** refused"
     assert line["body"] == '{"email": "a@b.c", "password": "***"}'
@@ -91,7 +72,7 @@ def test_a_logged_exception_is_redacted_after_formatting(log_output: io.BytesIO)
     except ValueError:
         structlog.get_logger("usersync.test").exception("failed")
     raw = log_output.getvalue()
-    [line] = lines(log_output)
+    [line] = log_lines(log_output)
     assert "ValueError" in line["exception"]
     assert TOKEN.encode() not in raw and CIPHERTEXT.encode() not in raw
     assert "enc:v1:*** with Bearer ***" in line["exception"]
@@ -101,7 +82,7 @@ def test_messages_without_secrets_are_left_alone(log_output: io.BytesIO) -> None
     """Reasons that merely mention a password keep their words."""
     message = "password: the password does not meet Partoo's policy; it needs 8 characters"
     structlog.get_logger("usersync.test").info("delivery_attempt", error=message, attempt=1)
-    [line] = lines(log_output)
+    [line] = log_lines(log_output)
     assert line["error"] == message and line["attempt"] == 1
 
 

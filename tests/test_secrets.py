@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import structlog
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
@@ -27,6 +24,7 @@ from tests.conftest import (
     Gateway,
     Sandbox,
     event,
+    log_lines,
     make_settings,
     running_gateway,
     running_worker,
@@ -34,7 +32,6 @@ from tests.conftest import (
     write_config,
 )
 from usersync import keys
-from usersync.logs import configure_logging
 from usersync.redis_server import EmbeddedRedis
 from usersync.secrets import PREFIX
 
@@ -48,23 +45,6 @@ VENDOR_FIELD_PASSWORDS = {
     "plaspy": "Pl4-json-patch!Pw",
 }
 TARGETS = ["fleet-eu", "plaspy", "partoo"]
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.BytesIO]:
-    """Every structlog line of the in-process gateway and worker, as the product writes them
-    (JSON, through its processors), at debug level."""
-    stream = io.BytesIO()
-    handlers, level = logging.root.handlers[:], logging.root.level
-    configure_logging("debug", stream, cache=False)
-    yield stream
-    structlog.reset_defaults()
-    logging.root.handlers[:] = handlers
-    logging.root.setLevel(level)
-
-
-def log_lines(stream: io.BytesIO) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in stream.getvalue().splitlines()]
 
 
 async def redis_dump(redis: Redis) -> bytes:
