@@ -18,6 +18,7 @@ from gateway.context import (
     DEAD_LETTERS,
     PREVIEWER,
     SETTINGS,
+    SOURCE_RATES,
     STORE,
     VENDOR_GUARD,
     Previewer,
@@ -26,6 +27,7 @@ from gateway.context import (
 from gateway.errors import ApiError, redis_unavailable
 from usersync.dead_letters import DeadLetters
 from usersync.pairs import PairQueue
+from usersync.source_rate import SourceRates
 from usersync.store import Store
 from usersync.vendor_guard import VendorGuard
 
@@ -72,5 +74,6 @@ def create_gateway_app(settings: Settings, store: Store, previewer: Previewer) -
     pairs = PairQueue(store.redis, settings.retention.events_s, store.queue_name)
     app[DEAD_LETTERS] = DeadLetters(store.redis, pairs)
     app[VENDOR_GUARD] = VendorGuard(store.redis)
+    app[SOURCE_RATES] = SourceRates(store.redis)
     routes.add_routes(app)
     return app

@@ -33,7 +33,7 @@ from redis.asyncio import Redis
 
 from config.settings import Settings, SourceSettings, token_digest
 from gateway.errors import ApiError, unauthorized
-from usersync import keys, source_rate
+from usersync import keys
 from usersync.signing import (
     HEADERS,
     SCHEME,
@@ -42,6 +42,7 @@ from usersync.signing import (
     TIMESTAMP_HEADER,
     signature_hex,
 )
+from usersync.source_rate import SourceRates
 
 log = structlog.get_logger("usersync.gateway")
 
@@ -207,13 +208,13 @@ async def authenticate_source(
     return caller.source
 
 
-async def enforce_source_rate(redis: Redis, source: SourceSettings, cost: int = 1) -> None:
+async def enforce_source_rate(rates: SourceRates, source: SourceSettings, cost: int = 1) -> None:
     """Take `cost` posts from the source's `rate_limit` (none configured: no limit); over it,
     a 429 `rate_limited` with `Retry-After` in whole seconds (at least 1). Call it only once
     the source is authenticated: refused credentials never count."""
     if source.rate_limit is None:
         return
-    wait_ms = await source_rate.take(redis, source.name, source.rate_limit, cost)
+    wait_ms = await rates.take(source.name, source.rate_limit, cost)
     if wait_ms <= 0:
         return
     retry_after = max(1, math.ceil(wait_ms / 1000))

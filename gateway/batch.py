@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from config.settings import Settings, SourceSettings
 from gateway.auth import authenticate_source, authenticate_unsigned, enforce_source_rate, is_signed
 from gateway.body import MAX_ARRAY_ITEMS, parse_json_object, read_json_body
-from gateway.context import SETTINGS, STORE, json_response
+from gateway.context import SETTINGS, SOURCE_RATES, STORE, json_response
 from gateway.errors import ApiError, field_problems, schema_error
 from gateway.events import Event
 from gateway.ingest import build_record, resolve_targets
@@ -107,7 +107,7 @@ async def post_events_batch(request: web.Request) -> web.Response:
     source = await authenticate_source(request, settings, raw, store.redis)
     envelope = parse_json_object(raw, max(MAX_ARRAY_ITEMS, settings.gateway.batch_max_events + 1))
     events = _events(envelope, settings)
-    await enforce_source_rate(store.redis, source, cost=len(events))
+    await enforce_source_rate(request.app[SOURCE_RATES], source, cost=len(events))
 
     box = secret_box(settings.secrets)
     results: list[dict[str, Any]] = []

@@ -11,6 +11,7 @@ from aiohttp import web
 from config.settings import Settings
 from gateway.events import Event
 from usersync.dead_letters import DeadLetters
+from usersync.source_rate import SourceRates
 from usersync.store import Store
 from usersync.vendor_guard import VendorGuard
 
@@ -22,6 +23,7 @@ STORE = web.AppKey("store", Store)
 PREVIEWER: web.AppKey[Previewer] = web.AppKey("previewer")
 DEAD_LETTERS = web.AppKey("dead_letters", DeadLetters)
 VENDOR_GUARD = web.AppKey("vendor_guard", VendorGuard)
+SOURCE_RATES = web.AppKey("source_rates", SourceRates)
 
 
 def json_response(

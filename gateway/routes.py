@@ -21,7 +21,7 @@ from gateway.auth import (
     require_admin,
 )
 from gateway.body import parse_json_object, read_json_body, read_json_object
-from gateway.context import PREVIEWER, SETTINGS, STORE, json_response
+from gateway.context import PREVIEWER, SETTINGS, SOURCE_RATES, STORE, json_response
 from gateway.errors import ApiError, field_problems, schema_error
 from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN, Event
 from gateway.ingest import build_record, check_secrets, resolve_targets
@@ -48,7 +48,7 @@ async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[st
         authenticate_unsigned(request, settings, admin_allowed=False)
     raw = await read_json_body(request, settings.gateway.max_body_bytes)
     source = await authenticate_source(request, settings, raw, redis)
-    await enforce_source_rate(redis, source)
+    await enforce_source_rate(request.app[SOURCE_RATES], source)
     event = parse_event(parse_json_object(raw))
     if event.source is not None and event.source != source.name:
         raise ApiError(

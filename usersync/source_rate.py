@@ -29,14 +29,18 @@ return 0
 """
 
 
-async def take(redis: Redis, source: str, limit: SourceRateLimit, cost: int = 1) -> int:
-    """Take `cost` posts from `source`'s allowance: 0 if they fit now, else the wait in ms
-    before they would (nothing taken). A cost above the burst needs a full bucket and is
-    charged in full: the source's average rate holds however it batches."""
-    script = redis.register_script(_TAKE)
-    interval_ms = 1000.0 / limit.per_second
-    weight = max(1, cost)
-    wait = await script(
-        keys=[keys.source_rate(source)], args=[repr(interval_ms), limit.burst, weight]
-    )
-    return int(wait)
+class SourceRates:
+    """The take script bound to one Redis client, registered once (every post calls it)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._take = redis.register_script(_TAKE)
+
+    async def take(self, source: str, limit: SourceRateLimit, cost: int = 1) -> int:
+        """Take `cost` posts from `source`'s allowance: 0 if they fit now, else the wait in ms
+        before they would (nothing taken). A cost above the burst needs a full bucket and is
+        charged in full: the source's average rate holds however it batches."""
+        interval_ms = 1000.0 / limit.per_second
+        wait = await self._take(
+            keys=[keys.source_rate(source)], args=[repr(interval_ms), limit.burst, max(1, cost)]
+        )
+        return int(wait)
