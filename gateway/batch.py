@@ -16,15 +16,13 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import web
-from pydantic import ValidationError
 
 from config.settings import Settings, SourceSettings
 from gateway.auth import authenticate_source, authenticate_unsigned, enforce_source_rate, is_signed
 from gateway.body import MAX_ARRAY_ITEMS, parse_json_object, read_json_body
 from gateway.context import SETTINGS, SOURCE_RATES, STORE, json_response
-from gateway.errors import ApiError, field_problems, schema_error
-from gateway.events import Event
-from gateway.ingest import build_record, resolve_targets
+from gateway.errors import ApiError
+from gateway.ingest import build_record, validated_event
 from usersync.secrets import SecretBox, secret_box
 from usersync.status import utc_now_iso
 from usersync.store import IngestRecord
@@ -72,24 +70,8 @@ def checked_event(
     limit = settings.gateway.max_body_bytes
     if len(orjson.dumps(item)) > limit:
         raise ApiError(413, "body_too_large", f"the body exceeds {limit} bytes", {"limit": limit})
-    if not isinstance(item, dict):  # as `gateway.body.parse_json_object` answers it
-        raise ApiError(
-            422,
-            "schema_violation",
-            "the body must be a JSON object",
-            [{"path": "(body)", "message": "expected an object"}],
-        )
-    try:
-        event = Event.model_validate(item)
-    except ValidationError as exc:
-        raise schema_error(field_problems(exc)) from exc
-    if event.source is not None and event.source != source.name:
-        raise ApiError(
-            403,
-            "source_mismatch",
-            f"the event names source {event.source} but the credentials belong to {source.name}",
-        )
-    return build_record(event, resolve_targets(event, settings, source), source, box)
+    event, targets = validated_event(item, settings, source)
+    return build_record(event, targets, source, box)
 
 
 def _given_id(item: Any) -> str | None:

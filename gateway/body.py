@@ -55,16 +55,21 @@ def parse_json_object(raw: bytes, max_items: int = MAX_ARRAY_ITEMS) -> dict[str,
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "malformed_json", "the body is not valid UTF-8 JSON", str(exc)) from exc
     if not isinstance(value, dict):
-        raise ApiError(
-            422,
-            "schema_violation",
-            "the body must be a JSON object",
-            [{"path": "(body)", "message": "expected an object"}],
-        )
+        raise not_an_object()
     problem = shape_problem(value, max_items)
     if problem is not None:
         raise ApiError(422, "schema_violation", "the body's shape is refused", [problem])
     return value
+
+
+def not_an_object() -> ApiError:
+    """The 422 for a body (or a batch item) that is JSON but not an object."""
+    return ApiError(
+        422,
+        "schema_violation",
+        "the body must be a JSON object",
+        [{"path": "(body)", "message": "expected an object"}],
+    )
 
 
 def shape_problem(value: Any, max_items: int) -> dict[str, str] | None:

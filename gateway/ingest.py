@@ -11,12 +11,35 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from config.settings import Settings, SourceSettings
-from gateway.errors import ApiError, schema_error
+from gateway.body import not_an_object
+from gateway.errors import ApiError, field_problems, schema_error
 from gateway.events import Event
 from usersync.secrets import PREFIX, CiphertextGiven, SecretBox, SecretsNotConfigured
 from usersync.store import NAME_PARTS, IngestRecord
+
+
+def validated_event(
+    body: Any, settings: Settings, source: SourceSettings
+) -> tuple[Event, list[str]]:
+    """A parsed body as an event of `source`, and its targets: 422 if it is not an object or
+    breaks the schema (every field path), 403 if it names another source or a target the
+    source may not use. `POST /v1/events`, preview and each item of a batch all use it."""
+    if not isinstance(body, dict):
+        raise not_an_object()
+    try:
+        event = Event.model_validate(body)
+    except ValidationError as exc:
+        raise schema_error(field_problems(exc)) from exc
+    if event.source is not None and event.source != source.name:
+        raise ApiError(
+            403,
+            "source_mismatch",
+            f"the event names source {event.source} but the credentials belong to {source.name}",
+        )
+    return event, resolve_targets(event, settings, source)
 
 
 def resolve_targets(event: Event, settings: Settings, source: SourceSettings) -> list[str]:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import orjson
 import structlog
 from aiohttp import web
-from pydantic import ValidationError
 
 from gateway import admin, batch, openapi
 from gateway.auth import (
@@ -22,20 +20,13 @@ from gateway.auth import (
 )
 from gateway.body import parse_json_object, read_json_body, read_json_object
 from gateway.context import PREVIEWER, SETTINGS, SOURCE_RATES, STORE, json_response
-from gateway.errors import ApiError, field_problems, schema_error
+from gateway.errors import ApiError, schema_error
 from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN, Event
-from gateway.ingest import build_record, check_secrets, resolve_targets
+from gateway.ingest import build_record, check_secrets, validated_event
 from usersync.secrets import secret_box
 from usersync.status import utc_now_iso
 
 log = structlog.get_logger("usersync.gateway")
-
-
-def parse_event(body: dict[str, Any]) -> Event:
-    try:
-        return Event.model_validate(body)
-    except ValidationError as exc:
-        raise schema_error(field_problems(exc)) from exc
 
 
 async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[str]]:
@@ -49,15 +40,9 @@ async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[st
     raw = await read_json_body(request, settings.gateway.max_body_bytes)
     source = await authenticate_source(request, settings, raw, redis)
     await enforce_source_rate(request.app[SOURCE_RATES], source)
-    event = parse_event(parse_json_object(raw))
-    if event.source is not None and event.source != source.name:
-        raise ApiError(
-            403,
-            "source_mismatch",
-            f"the event names source {event.source} but the credentials belong to {source.name}",
-        )
+    event, targets = validated_event(parse_json_object(raw), settings, source)
     structlog.contextvars.bind_contextvars(event_id=event.event_id, user_id=event.user.id)
-    return Caller(source), event, resolve_targets(event, settings, source)
+    return Caller(source), event, targets
 
 
 async def post_event(request: web.Request) -> web.Response:
