@@ -3,6 +3,7 @@ accepted ones stored in one pipeline, in order; the request's own errors for the
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,7 @@ from tests.conftest import (
     make_settings,
     running_gateway,
 )
+from usersync import keys
 from usersync.redis_server import EmbeddedRedis, free_port
 from usersync.signing import signature_headers
 from usersync.store import IngestRecord, Store
@@ -278,9 +280,24 @@ async def test_ingest_many_is_one_round_trip(
     redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """However many events, `Store.ingest_many` writes to Redis once (one pipeline holding every
-    script), after redis-py's SCRIPT EXISTS check; the answers come back in order."""
+    script, sent as EVALSHA with no SCRIPT EXISTS check first); the answers come back in
+    order."""
     store = Store(redis, settings.retention.events_s)
     await store.ingest_many([record("warm-up")], "2026-11-22T10:15:00.000Z")  # loads the script
+    writes = count_writes(monkeypatch)
+    records = [record(f"many-{n}", user_id=f"emp-{n % 7}") for n in range(50)]
+    records.append(record("many-3"))
+    answers = await store.ingest_many(records, "2026-11-22T10:15:00.000Z")
+    monkeypatch.undo()
+    assert [created for created, _ in answers] == [True] * 50 + [False]
+    assert orjson.loads(answers[-1][1]) == dict(records[3].acceptance)
+    assert len(writes) == 1, [w[:60] for w in writes]
+    assert b"SCRIPT" not in writes[0] and writes[0].count(b"EVALSHA") == 51
+    assert await store.ingest_many([], "2026-11-22T10:15:00.000Z") == []
+
+
+def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every write redis-py sends from now on (one per round trip), as bytes."""
     writes: list[bytes] = []
     original = AbstractConnection.send_packed_command
 
@@ -290,15 +307,62 @@ async def test_ingest_many_is_one_round_trip(
         await original(self, command, check_health)
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-    records = [record(f"many-{n}", user_id=f"emp-{n % 7}") for n in range(50)]
-    records.append(record("many-3"))
-    answers = await store.ingest_many(records, "2026-11-22T10:15:00.000Z")
+    return writes
+
+
+async def test_concurrent_ingests_share_one_pipeline(
+    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingests posted by concurrent requests are written together: 100 callers at once cost
+    one round trip, each gets its own answer, and an id posted twice in the same batch is a
+    duplicate of the first (the scripts run in order)."""
+    store = Store(redis, settings.retention.events_s)
+    await store.ingest(record("warm-up"), "2026-11-22T10:15:00.000Z")
+    writes = count_writes(monkeypatch)
+    records = [record(f"conc-{n}", user_id=f"emp-{n % 9}") for n in range(100)]
+    records.append(record("conc-7"))
+    answers = await asyncio.gather(
+        *(store.ingest(item, "2026-11-22T10:15:00.000Z") for item in records)
+    )
     monkeypatch.undo()
-    assert [created for created, _ in answers] == [True] * 50 + [False]
-    assert orjson.loads(answers[-1][1]) == dict(records[3].acceptance)
-    assert len(writes) == 2, [w[:60] for w in writes]
-    assert b"SCRIPT" in writes[0] and writes[1].count(b"EVALSHA") == 51
-    assert await store.ingest_many([], "2026-11-22T10:15:00.000Z") == []
+    assert len(writes) == 1 and writes[0].count(b"EVALSHA") == 101
+    assert [created for created, _ in answers] == [True] * 100 + [False]
+    assert all(
+        orjson.loads(answer)["event_id"] == item.event_id
+        for item, (_, answer) in zip(records, answers, strict=True)
+    )
+    stored = [key async for key in redis.scan_iter(match="usersync:event:hris:conc-*")]
+    assert len(stored) == 100
+
+
+async def test_ingest_reloads_a_flushed_script(redis: Redis, settings: Settings) -> None:
+    """A Redis that lost its scripts (restarted, SCRIPT FLUSH) answers NOSCRIPT: the events of
+    that batch are written again once the script is loaded, none is lost or doubled."""
+    store = Store(redis, settings.retention.events_s)
+    await store.ingest(record("before-flush"), "2026-11-22T10:15:00.000Z")
+    await redis.script_flush()
+    answers = await asyncio.gather(
+        *(store.ingest(record(f"flushed-{n}"), "2026-11-22T10:15:00.000Z") for n in range(5))
+    )
+    assert [created for created, _ in answers] == [True] * 5
+    assert await redis.zcard(keys.pending("fleet-eu", "emp-1")) == 6
+
+
+async def test_a_cancelled_caller_does_not_stop_the_batch(redis: Redis, settings: Settings) -> None:
+    """A request that goes away while its event is being written does not take the other
+    events of its batch with it; its own event is stored all the same (a retry of it is then
+    answered as a duplicate)."""
+    store = Store(redis, settings.retention.events_s)
+    await store.ingest(record("warm"), "2026-11-22T10:15:00.000Z")
+    gone = asyncio.ensure_future(store.ingest(record("gone"), "2026-11-22T10:15:00.000Z"))
+    stays = asyncio.ensure_future(store.ingest(record("stays"), "2026-11-22T10:15:00.000Z"))
+    await asyncio.sleep(0)  # both are queued and the writer has started
+    gone.cancel()
+    created, _ = await stays
+    assert created
+    assert gone.cancelled()
+    retry_created, _ = await store.ingest(record("gone"), "2026-11-22T10:15:00.000Z")
+    assert not retry_created
 
 
 def signing_sources(**hris: Any) -> list[dict[str, Any]]:

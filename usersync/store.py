@@ -5,10 +5,17 @@ its place in each target's pending set, the identity links and any arq job a pai
 land together or not at all: a 202 can only follow a write that contains everything needed to
 deliver, and a crash in between leaves nothing half-done. Jobs are written in arq's own format
 (JSON-serialised, see `usersync.pairs`) in the same round trip.
+
+Concurrent ingests share round trips: each waits in the store's queue, and one writer sends
+all that are waiting as one pipeline of EVALSHAs, while those arriving meanwhile wait for the
+next. An idle gateway pays no delay (the writer starts at the next turn of the event loop);
+a busy one pays one round trip per batch instead of one per event, which is where a Python
+Redis client's time goes (shared/notes/baselines.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,12 +24,17 @@ from typing import Any, cast
 import orjson
 from arq.constants import default_queue_name, job_key_prefix
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from usersync import keys
 from usersync.pairs import SCHEDULE_LUA, job_payload
 from usersync.status import TargetStatus
 
 NAME_PARTS = ("given_name", "family_name", "display_name")
+
+MAX_WRITE_BATCH = 512
+"""Most ingests sent in one pipeline: bounds a batch's reply size and the wait it adds to
+the first of its events."""
 
 _INGEST = (
     SCHEDULE_LUA
@@ -80,7 +92,8 @@ class IngestRecord:
 
 
 class Store:
-    """usersync's Redis state; holds a connection pool, no other state."""
+    """usersync's Redis state; holds a connection pool and the queue of ingests waiting for
+    the writer (see the module's docstring), no other state."""
 
     def __init__(
         self, redis: Redis, retention_s: int, queue_name: str = default_queue_name
@@ -92,34 +105,78 @@ class Store:
         self.retention_ms = retention_s * 1000
         self.queue_name = queue_name
         self._ingest = redis.register_script(_INGEST)
+        self._waiting: list[tuple[IngestRecord, str, asyncio.Future[tuple[bool, bytes]]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def ingest(self, record: IngestRecord, received_at: str) -> tuple[bool, bytes]:
         """Store the event and queue it for each target's pair; (False, original answer) if a
-        duplicate. A pair without a scheduled job gets one (see `usersync.pairs`)."""
-        key_list, args = self._ingest_call(record, received_at, int(time.time() * 1000))
-        existing = await self._ingest(keys=key_list, args=args)
-        return self._ingested(record, existing)
+        duplicate. A pair without a scheduled job gets one (see `usersync.pairs`). Written
+        with whatever other ingests are waiting; a Redis error raises (the caller answers 503)."""
+        return await self._submit(record, received_at)
 
     async def ingest_many(
         self, records: Sequence[IngestRecord], received_at: str
     ) -> list[tuple[bool, bytes]]:
-        """`ingest` for several events in one pipeline (one round trip for all the scripts,
-        after redis-py's SCRIPT EXISTS check), in order: each script is atomic on its own and
-        sees what the ones before it wrote, so a repeated event id is a duplicate of its first
+        """`ingest` for several events, in order: each script is atomic on its own and sees
+        what the ones before it wrote, so a repeated event id is a duplicate of its first
         occurrence and two events of one pair share its job. A Redis error raises (the caller
         answers 503); the events stored before it are then answered as duplicates on retry."""
-        if not records:
-            return []
+        futures = [self._submit(record, received_at) for record in records]
+        return list(await asyncio.gather(*futures))
+
+    def _submit(self, record: IngestRecord, received_at: str) -> asyncio.Future[tuple[bool, bytes]]:
+        """Queue one ingest for the writer (started if idle); its future holds the answer."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bool, bytes]] = loop.create_future()
+        self._waiting.append((record, received_at, future))
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write_waiting())
+        return future
+
+    async def _write_waiting(self) -> None:
+        """Send what is waiting as one pipeline, until nothing is; each caller gets its own
+        answer or error. Never raises: a failed batch fails its callers, not the writer."""
+        while self._waiting:
+            batch = self._waiting[:MAX_WRITE_BATCH]
+            del self._waiting[:MAX_WRITE_BATCH]
+            try:
+                answers = await self._write([(record, at) for record, at, _ in batch])
+            except BaseException as exc:  # handed to every caller of the batch
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (record, _, future), answer in zip(batch, answers, strict=True):
+                if future.done():  # its caller was cancelled; the event is stored all the same
+                    continue
+                if isinstance(answer, Exception):
+                    future.set_exception(answer)
+                else:
+                    future.set_result(self._ingested(record, answer))
+
+    async def _write(self, items: Sequence[tuple[IngestRecord, str]]) -> list[Any]:
+        """Run the ingest script for each item in one pipeline; each item's reply or error.
+        EVALSHA is sent as is (no SCRIPT EXISTS round trip first); the items Redis answers
+        NOSCRIPT (a restarted or flushed Redis) are sent again once the script is loaded."""
         now_ms = int(time.time() * 1000)
+        pending = TargetStatus.pending().to_json()  # one status for the whole batch
+        calls = [self._ingest_call(record, at, now_ms, pending) for record, at in items]
+        answers = await self._pipelined(calls)
+        missing = [n for n, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
+        if missing:
+            await self._commands.script_load(_INGEST)
+            again = await self._pipelined([calls[n] for n in missing])
+            for n, answer in zip(missing, again, strict=True):
+                answers[n] = answer
+        return answers
+
+    async def _pipelined(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
-            for record in records:
-                key_list, args = self._ingest_call(record, received_at, now_ms)
-                await self._ingest(keys=key_list, args=args, client=pipe)
-            answers = await pipe.execute()
-        return [
-            self._ingested(record, existing)
-            for record, existing in zip(records, answers, strict=True)
-        ]
+            for key_list, args in calls:
+                pipe.evalsha(self._ingest.sha, len(key_list), *key_list, *args)
+            return list(await pipe.execute(raise_on_error=False))
 
     @staticmethod
     def _ingested(record: IngestRecord, existing: Any) -> tuple[bool, bytes]:
@@ -128,7 +185,7 @@ class Store:
         return True, orjson.dumps(record.acceptance)
 
     def _ingest_call(
-        self, record: IngestRecord, received_at: str, now_ms: int
+        self, record: IngestRecord, received_at: str, now_ms: int, pending: bytes
     ) -> tuple[list[str], list[Any]]:
         """The keys and arguments of the ingest script for one event."""
         key_list = [
@@ -151,7 +208,6 @@ class Store:
             record.order_key,
             job_key_prefix,
         ]
-        pending = TargetStatus.pending().to_json()
         for target in record.targets:
             args += [
                 target,
