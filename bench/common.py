@@ -93,7 +93,7 @@ def write_config(
         "worker": {"concurrency": concurrency, "poll_delay_s": poll_delay_s},
         "secrets": {"keys": [SECRET_KEY]},
         "sandbox": {"enabled": True, "host": "127.0.0.1", "port": sandbox_port},
-        "logging": {"level": "warning"},
+        "logging": {"level": "info"},  # the default: one line per event and attempt
         "vendors": {
             name: {
                 "kind": kind,

@@ -18,7 +18,6 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    EmailStr,
     Field,
     StrictBool,
     StringConstraints,
@@ -26,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from gateway.email_address import Email
 
 EVENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,200}$"
 USER_ID_PATTERN = r"^[A-Za-z0-9._:@+-]{1,200}$"
@@ -111,7 +112,7 @@ class Changes(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_not_clearable_schema)
 
-    email: EmailStr | None = None
+    email: Email | None = None
     given_name: ShortText | None = None
     family_name: ShortText | None = None
     display_name: ShortText | None = None

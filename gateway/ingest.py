@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from config.settings import Settings, SourceSettings
@@ -110,7 +109,7 @@ def sealed_event(event: Event, box: SecretBox) -> bytes:
     secret starting with `enc:v1:` (schema_violation), or for any secret when no key is
     configured (secrets_not_configured): nothing is ever stored in clear."""
     try:
-        return orjson.dumps(box.seal(event.model_dump(mode="json", exclude_unset=True)))
+        return box.seal_json(event.model_dump(mode="json", exclude_unset=True))
     except (CiphertextGiven, SecretsNotConfigured) as exc:
         raise _secrets_refused(exc) from None
 

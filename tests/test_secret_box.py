@@ -184,6 +184,37 @@ def test_any_json_round_trips_and_sealing_leaves_no_clear_secret(value: Any) -> 
     map_secrets(sealed, no_clear_secret)
 
 
+@given(JSON)
+def test_seal_json_is_the_sealed_events_json(value: Any) -> None:
+    """The shortcut for texts that never say `password` changes nothing: decrypted, the
+    stored text is the sealed event, and no secret is left in clear in it."""
+    box = SecretBox([KEY_A])
+    try:
+        sealed = box.seal(value)
+    except CiphertextGiven:
+        return
+    stored = orjson.loads(box.seal_json(value))
+    assert box.open(stored) == box.open(sealed) == value
+    map_secrets(stored, lambda path, secret: _assert_sealed(path, secret))
+
+
+def _assert_sealed(path: str, secret: Any) -> Any:
+    assert isinstance(secret, str) and secret.startswith(PREFIX), path
+    return secret
+
+
+def test_seal_json_skips_the_walk_only_without_a_secret_word() -> None:
+    box = SecretBox([KEY_A])
+    plain = {"changes": {"email": "a@example.com"}}
+    assert box.seal_json(plain) == orjson.dumps(plain)
+    with_secret = {"changes": {"PassWord": "hunter2"}}
+    assert b"hunter2" not in box.seal_json(with_secret)
+    as_patch = {"vendor_fields": {"plaspy": [{"op": "add", "path": "/password", "value": "x1"}]}}
+    assert orjson.loads(box.seal_json(as_patch))["vendor_fields"]["plaspy"][0]["value"].startswith(
+        PREFIX
+    )
+
+
 # -- the setting ---------------------------------------------------------------------------
 
 

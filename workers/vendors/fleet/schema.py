@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from gateway.email_address import Email
 
 ROLES = ("EMPLOYEE", "ADMIN")
 USER_ID = re.compile(r"[1-9][0-9]*")
@@ -21,7 +23,7 @@ class PatchUserBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
 
-    email: EmailStr | None = None
+    email: Email | None = None
     first_name: str | None = None
     last_name: str | None = None
     phone: str | None = None

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+
+from gateway.email_address import Email
 
 Role = Literal["ORG_ADMIN", "ORG_MANAGER", "GROUP_MANAGER", "BUSINESS_MANAGER", "PUBLISHER"]
 Lang = Literal[
@@ -64,7 +66,7 @@ class UpdateUserBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
 
-    email: EmailStr | None = None
+    email: Email | None = None
     first_name: str | None = None
     last_name: str | None = None
     org_id: int | None = None
