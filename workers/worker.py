@@ -24,6 +24,7 @@ from arq.worker import Worker, func
 from config.settings import Settings
 from usersync.pairs import DELIVER_FUNCTION, PairQueue
 from usersync.vendor_guard import VendorGuard
+from workers.claim import ClaimingWorker
 from workers.engine import DeliveryEngine, RunAgain
 from workers.vendors.base import VendorAdapter
 
@@ -78,7 +79,7 @@ def build_worker(
             await session.close()
         log.info("worker_stopped")
 
-    return Worker(
+    return ClaimingWorker(
         functions=[func(deliver, name=DELIVER_FUNCTION, max_tries=ARQ_MAX_TRIES)],
         redis_settings=RedisSettings.from_dsn(redis_url),
         on_startup=startup,
