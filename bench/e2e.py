@@ -1,0 +1,792 @@
+"""End-to-end benchmark: gateway -> Redis -> arq workers -> vendors, beside a bare arq worker.
+
+Processes, all on loopback: a private redis-server (AOF, fsync every second, as usersync's
+embedded one), `usersync sandbox` (the four vendor simulators; their journal gives the time each
+call was received), `usersync gateway`, N `usersync worker` processes of the checkout at
+`--root`, and for the baseline N `bench/bare_arq.py` processes (arq + aiohttp only, one call
+per job, set up as usersync's worker is). One event targets the four vendors, so one event = 4
+deliveries; a delivery is one call the sandbox received, matched to its event by a unique email
+(`<marker>-<n>@example.com`).
+
+For each vendor latency (`--latencies`, ms: 0 answers at once, else a sandbox latency fault on
+every call) and each worker count (`--workers`):
+
+1. saturation, usersync: `--events` events (each to its own user, so nothing coalesces) posted
+   through `POST /v1/events:batch` with no worker running; then the workers start.
+   deliveries/s = calls / (last - first received_at); worker CPU over that span (sampled from
+   /proc every 0.1 s, interpolated) per delivery; peak RSS of a worker; sandbox and Redis CPU.
+2. saturation, bare arq: as many jobs as there were deliveries, each the call usersync makes
+   for one delivery (same method, path, auth, body), enqueued with arq's `enqueue_job`; then
+   the bare workers start; measured the same way.
+3. fixed rate, usersync: workers running, events posted one per `POST /v1/events` at a fixed
+   rate (`--rate` events/s, default half the usersync saturation of that configuration) for
+   `--duration` s after a warm-up; the latency of a delivery is sandbox received_at - the time
+   the client got the event's 202 (same machine, same clock): p50/p99/max, deliveries/s.
+
+Every phase gets a flushed Redis, cleared journals and fresh worker processes; the gateway is
+started fresh for every configuration; the sandbox (and its users) lives for the whole run.
+
+    .venv/bin/python bench/e2e.py                    # 5,000 events, 20 s at the fixed rate
+    .venv/bin/python bench/e2e.py --quick            # smoke run, under a minute
+    .venv/bin/python bench/e2e.py --workers 2 --latencies 0 --events 10000
+    .venv/bin/python bench/e2e.py --root /tmp/old    # another checkout, same figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import bare_arq
+import common  # bench/ is on sys.path when a script of it runs
+import orjson
+import redis.asyncio as aioredis
+import uvloop
+import yaml
+
+QUEUE = "arq:queue"
+DEAD_LETTERS = "usersync:dead"
+BATCH = 100
+POST_IN_FLIGHT = 256
+"""Most event posts in flight at once in the fixed-rate phase (the pacer waits beyond)."""
+
+
+@dataclass
+class Bench:
+    """What every phase shares: the run's Redis, sandbox, config and HTTP session."""
+
+    args: argparse.Namespace
+    root: Path
+    tmp: Path
+    redis_url: str
+    redis_port: int
+    redis: aioredis.Redis
+    redis_pid: int
+    config: Path
+    gateway_url: str
+    sandbox_url: str
+    sandbox: common.Service
+    http: aiohttp.ClientSession
+    users: int
+    versions: list[int] = field(default_factory=list)
+    gateway: common.Service | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {common.SOURCE_TOKEN}",
+            "Content-Type": "application/json",
+        }
+
+    def event(self, marker: str, n: int, user: int) -> dict[str, Any]:
+        """Event n of a phase, for `user`, at that user's next version."""
+        self.versions[user] += 1
+        event_id = f"{marker}-{n}"
+        return common.event_body(event_id, user, self.versions[user], f"{event_id}@example.com")
+
+
+@dataclass
+class Samples:
+    """CPU and RSS of some processes over time (wall clock, to compare with received_at)."""
+
+    pids: dict[str, int]
+    rows: list[tuple[float, dict[str, float], dict[str, float]]] = field(default_factory=list)
+
+    def take(self) -> None:
+        cpu = {name: common.cpu_seconds(pid) for name, pid in self.pids.items()}
+        rss = {name: common.rss_mb(pid) for name, pid in self.pids.items()}
+        self.rows.append((time.time(), cpu, rss))
+
+    def cpu_at(self, name: str, at: float) -> float:
+        """CPU seconds `name` had used at `at`, linear between the samples around it."""
+        before = [row for row in self.rows if row[0] <= at]
+        after = [row for row in self.rows if row[0] >= at]
+        if not before:
+            return after[0][1][name]
+        if not after:
+            return before[-1][1][name]
+        (t0, c0, _), (t1, c1, _) = before[-1], after[0]
+        if t1 == t0:
+            return c0[name]
+        return c0[name] + (c1[name] - c0[name]) * (at - t0) / (t1 - t0)
+
+    def cpu_between(self, names: Iterable[str], start: float, end: float) -> float:
+        return sum(self.cpu_at(name, end) - self.cpu_at(name, start) for name in names)
+
+    def peak_rss(self, names: Iterable[str]) -> float:
+        chosen = list(names)
+        return max((rss[name] for _, _, rss in self.rows for name in chosen), default=0.0)
+
+
+def email_of(body: Any) -> str | None:
+    """The email a vendor call carries (Plaspy's body is a JSON Patch list)."""
+    if isinstance(body, list):
+        return next(
+            (op.get("value") for op in body if isinstance(op, dict) and op.get("path") == "/email"),
+            None,
+        )
+    return body.get("email") if isinstance(body, dict) else None
+
+
+def connected(pid: int, port: int) -> bool:
+    """Whether process `pid` holds an established TCP connection to local port `port`: a
+    worker that has connected to Redis is about to poll (arq opens its pool first)."""
+    sockets = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    sockets.add(link[8:-1])
+    try:
+        lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split()
+        if fields[3] == "01" and int(fields[2].split(":")[1], 16) == port and fields[9] in sockets:
+            return True
+    return False
+
+
+def scan_logs(services: Sequence[common.Service]) -> tuple[list[str], dict[str, int]]:
+    """The lines the services logged at warning or above (JSON lines by their `level`, any
+    other line: the stdlib's, at warning and above, or a traceback), and the outcomes of
+    the `delivery_attempt` lines (usersync logs one per attempt at info)."""
+    problems: list[str] = []
+    outcomes: Counter[str] = Counter()
+    for service in services:
+        if service.log_path is None or not service.log_path.exists():
+            continue
+        for line in service.log_path.read_text(errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                entry = None
+            if not isinstance(entry, dict):
+                problems.append(f"{service.name}: {line}")
+                continue
+            if entry.get("event") == "delivery_attempt":
+                outcomes[str(entry.get("outcome"))] += 1
+            if entry.get("level") not in ("debug", "info"):
+                problems.append(f"{service.name}: {line}")
+    return problems, dict(outcomes)
+
+
+async def wait_ready(http: aiohttp.ClientSession, url: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.get(url) as response:
+                if response.status == 200:
+                    return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url} did not answer 200 within {timeout_s} s")
+        await asyncio.sleep(0.05)
+
+
+async def make_users(bench: Bench) -> None:
+    """Every user, at all four vendors, in the sandbox."""
+
+    async def one(n: int) -> None:
+        for target, vendor_id in common.vendor_user_ids(n).items():
+            url = f"{bench.sandbox_url}/_sandbox/{common.KINDS[target]}/users/{vendor_id}"
+            async with bench.http.put(url, json={}) as response:
+                assert response.status == 200, await response.text()
+
+    for start in range(0, bench.users, 50):
+        await asyncio.gather(*(one(n) for n in range(start, min(bench.users, start + 50))))
+
+
+async def set_latency(bench: Bench, latency_ms: int) -> None:
+    """Clear the faults of every kind; then, for a latency, one that delays every call."""
+    for kind in common.PATHS:
+        url = f"{bench.sandbox_url}/_sandbox/{kind}/faults"
+        async with bench.http.delete(url) as response:
+            assert response.status == 200, await response.text()
+        if latency_ms:
+            async with bench.http.post(
+                url, json={"latency_ms": latency_ms, "count": 1_000_000_000}
+            ) as response:
+                assert response.status == 200, await response.text()
+
+
+async def fresh(bench: Bench) -> None:
+    """An empty Redis and empty journals: nothing of the previous phase is left."""
+    await bench.redis.flushall()
+    async with bench.http.delete(f"{bench.sandbox_url}/_sandbox/requests") as response:
+        assert response.status == 200, await response.text()
+
+
+async def journal(bench: Bench) -> list[tuple[str, dict[str, Any]]]:
+    """Every call the four simulators received since the journals were cleared."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+    for kind in common.PATHS:
+        async with bench.http.get(f"{bench.sandbox_url}/_sandbox/{kind}/requests") as response:
+            calls += [(kind, entry) for entry in await response.json(loads=orjson.loads)]
+    return calls
+
+
+def start_workers(bench: Bench, system: str, count: int, profile: str = "") -> list[common.Service]:
+    """`usersync worker` or bare arq worker processes; with `profile`, usersync's run under
+    pyinstrument, whose text report goes to bench/results/e2e-profile-<profile>-<i>.txt."""
+    if system == "usersync" and profile:
+        common.RESULTS_DIR.mkdir(exist_ok=True)
+        return [
+            common.start(
+                f"worker{i}",
+                [
+                    sys.executable,
+                    "-m",
+                    "pyinstrument",
+                    "-r",
+                    "text",
+                    "-o",
+                    str(common.RESULTS_DIR / f"e2e-profile-{profile}-{i}.txt"),
+                    "-m",
+                    "usersync",
+                    "worker",
+                    "--config",
+                    str(bench.config),
+                ],
+                bench.root,
+                bench.tmp,
+            )
+            for i in range(count)
+        ]
+    if system == "usersync":
+        return [
+            common.usersync("worker", bench.config, bench.root, bench.tmp, name=f"worker{i}")
+            for i in range(count)
+        ]
+    argv = [
+        sys.executable,
+        str(common.BENCH_DIR / "bare_arq.py"),
+        "--redis",
+        bench.redis_url,
+        "--sandbox",
+        bench.sandbox_url,
+        "--max-jobs",
+        str(bench.args.concurrency),
+        "--poll-delay",
+        str(bench.args.poll_delay),
+    ]
+    return [common.start(f"bare{i}", argv, common.ROOT, bench.tmp) for i in range(count)]
+
+
+def stop_all(services: Iterable[common.Service | None]) -> None:
+    for service in services:
+        if service is not None:
+            service.stop()
+
+
+async def drain(bench: Bench, samples: Samples, stall_s: float = 30) -> bool:
+    """Sample every 0.1 s until the arq queue is empty (every job has finished: a pair's
+    next job is queued before its current one leaves); False if it stopped shrinking for
+    `stall_s` (a stuck or retrying delivery: the row says it did not drain)."""
+    last_size, last_change = -1, time.monotonic()
+    while True:
+        samples.take()
+        size = await bench.redis.zcard(QUEUE)
+        if size == 0:
+            return True
+        if size != last_size:
+            last_size, last_change = size, time.monotonic()
+        elif time.monotonic() - last_change > stall_s:
+            return False
+        await asyncio.sleep(0.1)
+
+
+def deliveries(calls: Sequence[tuple[str, dict[str, Any]]], marker: str) -> dict[str, Any]:
+    """Count the calls of a phase: all of them, non-2xx ones, repeats of one (kind, email)."""
+    ours = [
+        (kind, entry) for kind, entry in calls if (email_of(entry["body"]) or "").startswith(marker)
+    ]
+    distinct = {(kind, email_of(entry["body"])) for kind, entry in ours}
+    times = [entry["received_at"] for _, entry in ours]
+    return {
+        "calls": len(ours),
+        "foreign": len(calls) - len(ours),
+        "non_2xx": sum(not 200 <= (entry["status"] or 0) < 300 for _, entry in ours),
+        "repeated": len(ours) - len(distinct),
+        "call_sample": {
+            kind: {key: entry[key] for key in ("method", "path", "body", "status")}
+            for kind, entry in reversed(ours)
+        },
+        "first": min(times, default=0.0),
+        "last": max(times, default=0.0),
+    }
+
+
+async def post_batches(bench: Bench, bodies: Sequence[dict[str, Any]], in_flight: int = 4) -> None:
+    """Post events 100 a request, `in_flight` requests at once; every one must be accepted."""
+    url = bench.gateway_url + "/v1/events:batch"
+    chunks = [bodies[i : i + BATCH] for i in range(0, len(bodies), BATCH)]
+    semaphore = asyncio.Semaphore(in_flight)
+
+    async def one(chunk: Sequence[dict[str, Any]]) -> None:
+        async with (
+            semaphore,
+            bench.http.post(
+                url, data=orjson.dumps({"events": chunk}), headers=bench.headers()
+            ) as response,
+        ):
+            answer = await response.json(loads=orjson.loads)
+            assert response.status == 200 and answer["accepted"] == len(chunk), answer
+
+    await asyncio.gather(*(one(chunk) for chunk in chunks))
+
+
+async def saturation(bench: Bench, system: str, workers: int, latency_ms: int) -> dict[str, Any]:
+    """Fill the queue with no worker running, start the workers, time the drain."""
+    await fresh(bench)
+    marker = f"{'us' if system == 'usersync' else 'bare'}-w{workers}-l{latency_ms}-sat"
+    count = bench.args.events
+    started = time.monotonic()
+    if system == "usersync":
+        await post_batches(bench, [bench.event(marker, n, n) for n in range(count)])
+        expected = count * len(common.KINDS)
+    else:
+        jobs = []
+        for n in range(count):
+            for target, vendor_id in common.vendor_user_ids(n).items():
+                email = f"{marker}-{n}@example.com"
+                jobs.append((common.KINDS[target], vendor_id, email, f"Engineer, level {n}"))
+        queued = await bare_arq.enqueue(bench.redis_url, jobs)
+        assert queued == len(jobs), f"{queued} of {len(jobs)} jobs queued"
+        expected = len(jobs)
+    prefill_s = time.monotonic() - started
+    services = start_workers(bench, system, workers, marker if bench.args.profile else "")
+    try:
+        names = [s.name for s in services]
+        samples = Samples(
+            {
+                **{s.name: s.pid for s in services},
+                "sandbox": bench.sandbox.pid,
+                "redis": bench.redis_pid,
+            }
+        )
+        done = await drain(bench, samples)
+        dead = await bench.redis.zcard(DEAD_LETTERS)
+        bare_errors = int(await bench.redis.get(bare_arq.ERRORS_KEY) or 0)
+    finally:
+        stop_all(services)
+    counted = deliveries(await journal(bench), marker)
+    span = max(counted["last"] - counted["first"], 1e-9)
+    worker_cpu = samples.cpu_between(names, counted["first"], counted["last"])
+    problems, outcomes = scan_logs(services)
+    row = {
+        "system": system,
+        "workers": workers,
+        "vendor_latency_ms": latency_ms,
+        "expected": expected,
+        **{k: v for k, v in counted.items() if k not in ("first", "last")},
+        "drained": done,
+        "prefill_s": round(prefill_s, 2),
+        "span_s": round(span, 3),
+        "deliveries_per_s": round(counted["calls"] / span, 1),
+        "worker_cpu_s": round(worker_cpu, 2),
+        "cpu_ms_per_delivery": round(1000 * worker_cpu / max(counted["calls"], 1), 3),
+        "worker_cpu_pct": round(100 * worker_cpu / span, 1),
+        "sandbox_cpu_pct": round(
+            100 * samples.cpu_between(["sandbox"], counted["first"], counted["last"]) / span, 1
+        ),
+        "redis_cpu_pct": round(
+            100 * samples.cpu_between(["redis"], counted["first"], counted["last"]) / span, 1
+        ),
+        "peak_worker_rss_mb": round(samples.peak_rss(names), 1),
+        "dead_letters": dead,
+        "bare_non_2xx": bare_errors,
+        "attempt_outcomes": outcomes,
+        "log_problems": len(problems),
+        "log_sample": problems[:5],
+        "phase_s": round(time.monotonic() - started, 1),
+    }
+    print(
+        f"  {system:<8} workers={workers} latency={latency_ms}ms: "
+        f"{row['calls']}/{expected} calls, {row['deliveries_per_s']:,.0f}/s, "
+        f"{row['cpu_ms_per_delivery']} CPU ms each ({row['phase_s']} s)",
+        flush=True,
+    )
+    return row
+
+
+async def offer(
+    bench: Bench, marker: str, rate: float, seconds: float, first_user: int
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Post events one per request at `rate`/s for `seconds`, paced by absolute time; the
+    time each 202 arrived, by email, and figures of the posting itself."""
+    loop = asyncio.get_running_loop()
+    count = max(1, round(rate * seconds))
+    url = bench.gateway_url + "/v1/events"
+    semaphore = asyncio.Semaphore(POST_IN_FLIGHT)
+    accepted: dict[str, float] = {}
+    post_ms: list[float] = []
+    refused: list[int] = []
+    lateness: list[float] = []
+
+    async def post(body: dict[str, Any]) -> None:
+        try:
+            sent = time.time()
+            async with bench.http.post(
+                url, data=orjson.dumps(body), headers=bench.headers()
+            ) as response:
+                await response.read()
+                now = time.time()
+                if response.status == 202:
+                    accepted[body["changes"]["email"]] = now
+                    post_ms.append(1000 * (now - sent))
+                else:
+                    refused.append(response.status)
+        except aiohttp.ClientError:
+            refused.append(0)  # no answer: counted as refused, the run goes on
+        finally:
+            semaphore.release()
+
+    tasks = []
+    start = loop.time() + 0.05
+    for n in range(count):
+        due = start + n / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await semaphore.acquire()
+        lateness.append(1000 * (loop.time() - due))
+        body = bench.event(marker, n, (first_user + n) % bench.users)
+        tasks.append(asyncio.create_task(post(body)))
+    posting_s = loop.time() - start
+    await asyncio.gather(*tasks)
+    return accepted, {
+        "events": count,
+        "accepted": len(accepted),
+        "refused": len(refused),
+        "posting_s": round(posting_s, 2),
+        "pacer_late_p99_ms": round(common.percentile(lateness, 0.99), 1),
+        "post_p50_ms": round(common.percentile(post_ms, 0.5), 1),
+        "post_p99_ms": round(common.percentile(post_ms, 0.99), 1),
+    }
+
+
+async def fixed_rate(bench: Bench, workers: int, latency_ms: int, rate: float) -> dict[str, Any]:
+    """Workers running; warm up, then post at `rate` events/s and time each delivery."""
+    started = time.monotonic()
+    await fresh(bench)
+    marker = f"us-w{workers}-l{latency_ms}-rate"
+    services = start_workers(bench, "usersync", workers)
+    try:
+        deadline = time.monotonic() + 30
+        while not all(connected(s.pid, bench.redis_port) for s in services):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"workers did not connect to Redis: see {bench.tmp}")
+            await asyncio.sleep(0.05)
+        samples = Samples(
+            {
+                **{s.name: s.pid for s in services},
+                "sandbox": bench.sandbox.pid,
+                "redis": bench.redis_pid,
+            }
+        )
+        # warm-up at the same rate (connections, caches, both workers polling), not counted
+        await offer(bench, f"warm-{marker}", rate, bench.args.warmup, 0)
+        await drain(bench, samples)
+        async with bench.http.delete(f"{bench.sandbox_url}/_sandbox/requests") as response:
+            assert response.status == 200
+        first_user = round(rate * bench.args.warmup) + 1
+        accepted, posting = await offer(bench, marker, rate, bench.args.duration, first_user)
+        done = await drain(bench, samples)
+        dead = await bench.redis.zcard(DEAD_LETTERS)
+    finally:
+        stop_all(services)
+    calls = await journal(bench)
+    counted = deliveries(calls, marker)
+    seen: dict[tuple[str, str], float] = {}
+    for kind, entry in calls:
+        email = email_of(entry["body"])
+        if email in accepted and (kind, email) not in seen:
+            seen[(kind, email)] = 1000 * (entry["received_at"] - accepted[email])
+    latencies = list(seen.values())
+    span = max(counted["last"] - counted["first"], 1e-9)
+    problems, outcomes = scan_logs(services)
+    row = {
+        "workers": workers,
+        "vendor_latency_ms": latency_ms,
+        "rate_events_per_s": round(rate, 1),
+        "offered_deliveries_per_s": round(rate * len(common.KINDS), 1),
+        **posting,
+        "expected": posting["accepted"] * len(common.KINDS),
+        **{k: v for k, v in counted.items() if k not in ("first", "last")},
+        "drained": done,
+        "deliveries_per_s": round(counted["calls"] / span, 1),
+        "p50_ms": round(common.percentile(latencies, 0.5), 1),
+        "p99_ms": round(common.percentile(latencies, 0.99), 1),
+        "max_ms": round(max(latencies, default=0.0), 1),
+        "worker_cpu_pct": round(
+            100
+            * samples.cpu_between([s.name for s in services], counted["first"], counted["last"])
+            / span,
+            1,
+        ),
+        "peak_worker_rss_mb": round(samples.peak_rss([s.name for s in services]), 1),
+        "dead_letters": dead,
+        "attempt_outcomes": outcomes,
+        "log_problems": len(problems),
+        "log_sample": problems[:5],
+        "phase_s": round(time.monotonic() - started, 1),
+    }
+    print(
+        f"  rate     workers={workers} latency={latency_ms}ms: {rate:,.0f} events/s, "
+        f"{row['calls']}/{row['expected']} calls, p50 {row['p50_ms']} ms, "
+        f"p99 {row['p99_ms']} ms ({row['phase_s']} s)",
+        flush=True,
+    )
+    return row
+
+
+async def drive(bench: Bench) -> dict[str, Any]:
+    args = bench.args
+    await wait_ready(bench.http, f"{bench.sandbox_url}/_sandbox/healthz")
+    started = time.monotonic()
+    await make_users(bench)
+    print(f"{bench.users:,} users x 4 vendors made in {time.monotonic() - started:.1f} s")
+    saturation_rows: list[dict[str, Any]] = []
+    latency_rows: list[dict[str, Any]] = []
+    try:
+        for latency_ms in args.latencies:
+            await set_latency(bench, latency_ms)
+            for workers in args.workers:
+                print(f"workers={workers}, vendor latency {latency_ms} ms", flush=True)
+                await fresh(bench)
+                bench.gateway = common.usersync("gateway", bench.config, bench.root, bench.tmp)
+                try:
+                    await wait_ready(bench.http, bench.gateway_url + "/readyz")
+                    ours = await saturation(bench, "usersync", workers, latency_ms)
+                    bare = await saturation(bench, "bare", workers, latency_ms)
+                    ours["vs_bare"] = round(
+                        ours["deliveries_per_s"] / max(bare["deliveries_per_s"], 1e-9), 2
+                    )
+                    saturation_rows += [ours, bare]
+                    rate = args.rate or ours["deliveries_per_s"] / len(common.KINDS) / 2
+                    latency_rows.append(await fixed_rate(bench, workers, latency_ms, rate))
+                    gateway_errors = scan_logs([bench.gateway])[0]
+                finally:
+                    stop_all([bench.gateway])
+                    bench.gateway = None
+                if gateway_errors:
+                    latency_rows[-1]["gateway_log_sample"] = gateway_errors[:5]
+    finally:
+        await set_latency(bench, 0)
+    return {"saturation": saturation_rows, "latency": latency_rows}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    root = Path(args.root)
+    with (
+        tempfile.TemporaryDirectory(prefix="usersync-bench-e2e-") as tmp_name,
+        common.redis_server(Path(tmp_name)) as redis_url,
+    ):
+        tmp = Path(tmp_name)
+        gateway_port, sandbox_port = common.free_port(), common.free_port()
+        config = common.write_config(
+            tmp,
+            redis_url=redis_url,
+            gateway_port=gateway_port,
+            sandbox_port=sandbox_port,
+            concurrency=args.concurrency,
+            poll_delay_s=args.poll_delay,
+        )
+        config_text = config.read_text()
+        client = aioredis.Redis.from_url(redis_url)
+        sandbox = common.usersync("sandbox", config, root, tmp)
+        connector = aiohttp.TCPConnector(limit=POST_IN_FLIGHT + 16)
+        try:
+            async with aiohttp.ClientSession(connector=connector) as http:
+                bench = Bench(
+                    args=args,
+                    root=root,
+                    tmp=tmp,
+                    redis_url=redis_url,
+                    redis_port=int(redis_url.rsplit(":", 1)[1].split("/")[0]),
+                    redis=client,
+                    redis_pid=int((await client.info("server"))["process_id"]),
+                    config=config,
+                    gateway_url=f"http://127.0.0.1:{gateway_port}",
+                    sandbox_url=f"http://127.0.0.1:{sandbox_port}",
+                    sandbox=sandbox,
+                    http=http,
+                    users=args.users,
+                    versions=[0] * args.users,
+                )
+                try:
+                    figures = await drive(bench)
+                finally:
+                    stop_all([bench.gateway])
+        finally:
+            sandbox.stop()
+            await client.aclose()
+    settings = yaml.safe_load(config_text)
+    return {
+        "root": str(root),
+        "usersync_logging_level": settings["logging"]["level"],
+        "usersync_worker": settings["worker"],
+        **figures,
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    print()
+    print(
+        f"usersync at {result['root']} (logging at {result['usersync_logging_level']}); "
+        f"saturation: {result['args']['events']:,} events = "
+        f"{result['args']['events'] * len(common.KINDS):,} deliveries"
+    )
+    rows = [
+        (
+            r["system"],
+            r["workers"],
+            r["vendor_latency_ms"],
+            f"{r['calls']}/{r['expected']}",
+            r["deliveries_per_s"],
+            r.get("vs_bare", ""),
+            r["cpu_ms_per_delivery"],
+            r["worker_cpu_pct"],
+            r["sandbox_cpu_pct"],
+            r["redis_cpu_pct"],
+            r["peak_worker_rss_mb"],
+            r["dead_letters"] if r["system"] == "usersync" else r["bare_non_2xx"],
+        )
+        for r in result["saturation"]
+    ]
+    print(
+        common.table(
+            (
+                "system",
+                "workers",
+                "vendor ms",
+                "delivered",
+                "deliveries/s",
+                "x bare",
+                "CPU ms/deliv",
+                "worker CPU %",
+                "sandbox CPU %",
+                "redis CPU %",
+                "peak RSS MB",
+                "dead/non-2xx",
+            ),
+            rows,
+        )
+    )
+    print()
+    print("fixed rate (usersync): latency = sandbox received_at - client got the 202")
+    rows = [
+        (
+            r["workers"],
+            r["vendor_latency_ms"],
+            r["rate_events_per_s"],
+            r["offered_deliveries_per_s"],
+            f"{r['calls']}/{r['expected']}",
+            r["deliveries_per_s"],
+            r["p50_ms"],
+            r["p99_ms"],
+            r["max_ms"],
+            r["post_p99_ms"],
+            r["worker_cpu_pct"],
+        )
+        for r in result["latency"]
+    ]
+    print(
+        common.table(
+            (
+                "workers",
+                "vendor ms",
+                "events/s",
+                "offered deliv/s",
+                "delivered",
+                "deliveries/s",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "post p99 ms",
+                "worker CPU %",
+            ),
+            rows,
+        )
+    )
+    for r in result["saturation"] + result["latency"]:
+        others = {k: v for k, v in r["attempt_outcomes"].items() if k != "delivered"}
+        if others or r["dead_letters"] or r["non_2xx"] or r["repeated"] or not r["drained"]:
+            print(
+                f"\nnote: {r.get('system', 'rate')} workers={r['workers']} "
+                f"latency={r['vendor_latency_ms']}: attempts {r['attempt_outcomes']}, "
+                f"dead letters {r['dead_letters']}, non-2xx {r['non_2xx']}, "
+                f"repeated calls {r['repeated']}, drained {r['drained']}"
+            )
+    problems = [
+        line
+        for r in result["saturation"] + result["latency"]
+        for line in r["log_sample"] + r.get("gateway_log_sample", [])
+    ]
+    if problems:
+        print("\nlogged by the services (first lines):")
+        for line in problems[:20]:
+            print(f"  {line[:300]}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--root", default=str(common.ROOT), help="the checkout to measure")
+    parser.add_argument("--events", type=int, default=5000, help="events per saturation run")
+    parser.add_argument("--duration", type=float, default=20.0, help="fixed-rate phase, s")
+    parser.add_argument("--warmup", type=float, default=3.0, help="before the fixed rate, s")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="events/s of the fixed-rate phase (default: half "
+        "the usersync saturation of the same configuration)",
+    )
+    parser.add_argument("--workers", default="1,2", help="worker process counts, e.g. 1,2")
+    parser.add_argument("--latencies", default="0,50", help="vendor latencies in ms, e.g. 0,50")
+    parser.add_argument("--concurrency", type=int, default=50, help="jobs at once per worker")
+    parser.add_argument("--poll-delay", type=float, default=0.01, help="arq poll delay, s")
+    parser.add_argument("--users", type=int, default=0, help="sandbox users (default: enough)")
+    parser.add_argument("--quick", action="store_true", help="small N: a smoke run")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run usersync's workers of the saturation phases under pyinstrument (slower; "
+        "reports in bench/results/e2e-profile-*.txt)",
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.events, args.duration, args.warmup = min(args.events, 300), 3.0, 1.0
+    args.root = str(Path(args.root).resolve())
+    args.workers = [int(n) for n in str(args.workers).split(",")]
+    args.latencies = [int(n) for n in str(args.latencies).split(",")]
+    # the fixed-rate phase reuses users in turn: enough that a user's events are seconds apart
+    args.users = args.users or max(args.events, 1000)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        figures = runner.run(run(args))
+    result = {**figures, "args": vars(args)}
+    report(result)
+    print(f"\nwritten: {common.write_result('e2e', result)}")
+
+
+if __name__ == "__main__":
+    main()
