@@ -587,7 +587,33 @@ async def drive(bench: Bench) -> dict[str, Any]:
                     latency_rows[-1]["gateway_log_sample"] = gateway_errors[:5]
     finally:
         await set_latency(bench, 0)
-    return {"saturation": saturation_rows, "latency": latency_rows}
+    return {
+        "saturation": saturation_rows,
+        "latency": latency_rows,
+        "targets": targets(saturation_rows, latency_rows),
+    }
+
+
+def targets(
+    saturation_rows: list[dict[str, Any]], latency_rows: list[dict[str, Any]]
+) -> list[tuple[str, Any, bool]]:
+    """The issue's targets, for the configurations this run measured: (what, figure, met)."""
+    checks: list[tuple[str, Any, bool]] = []
+    for row in saturation_rows:
+        if row["system"] != "usersync":
+            continue
+        where = f"{row['workers']} worker(s), vendor {row['vendor_latency_ms']} ms"
+        if row["workers"] == 2 and row["vendor_latency_ms"] == 0:
+            figure = row["deliveries_per_s"]
+            checks.append((f">= 1,500 deliveries/s, {where}", figure, figure >= 1500))
+        checks.append((f">= 1x bare arq, {where}", row["vs_bare"], row["vs_bare"] >= 1))
+    for row in latency_rows:
+        where = f"{row['workers']} worker(s), vendor {row['vendor_latency_ms']} ms"
+        figure = row["p99_ms"]
+        checks.append(
+            (f"p99 < 100 ms at {row['rate_events_per_s']} events/s, {where}", figure, figure < 100)
+        )
+    return checks
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -721,6 +747,13 @@ def report(result: dict[str, Any]) -> None:
                 "worker CPU %",
             ),
             rows,
+        )
+    )
+    print("\ntargets (the issue's; at the default rate, half of saturation):")
+    print(
+        common.table(
+            ("target", "figure", "met"),
+            [(what, figure, "yes" if met else "NO") for what, figure, met in result["targets"]],
         )
     )
     for r in result["saturation"] + result["latency"]:
