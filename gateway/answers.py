@@ -73,7 +73,7 @@ class EventStatus(_Answer):
 
     event_id: str
     source: str
-    user_id: str
+    user_id: str | None = Field(description="null only if the stored event no longer parses")
     received_at: str = Field(description="when the gateway accepted it, UTC, ms")
     targets: dict[str, TargetStatus] = Field(description="vendor instance -> its status")
 

@@ -387,3 +387,28 @@ async def test_batch_ingest_encrypts_and_refuses_each_event_on_its_own(
     assert stored["changes"]["password"].startswith(PREFIX)
     assert PASSWORD.encode() not in await redis_dump(redis)
     assert await redis.hget(keys.event("hris", "evt-batch-2"), "event") is None
+
+
+@pytest.mark.parametrize("corrupt", [b"{not json", b'{"event_id": 5}', b'{"enc:v1:x": ['])
+async def test_a_corrupt_stored_event_is_dead_without_a_call(
+    corrupt: bytes,
+    log_output: io.BytesIO,
+    settings: Any,
+    sandbox: Sandbox,
+    redis: Redis,
+    http: Any,
+) -> None:
+    """A stored event that no longer parses (with or without ciphertext in it, so through
+    either parser) is dead at once, with no call, and its log line names no value."""
+    async with running_gateway(settings) as url:
+        gateway = Gateway(url, http)
+        assert (await gateway.post(event("evt-corrupt", targets=["fleet-eu"])))[0] == 202
+        await redis.hset(keys.event("hris", "evt-corrupt"), "event", corrupt)
+        async with running_worker(settings):
+            final = await gateway.wait_final("evt-corrupt")
+    fleet = final["targets"]["fleet-eu"]
+    assert fleet["status"] == "dead" and fleet["attempts"] == 0, fleet
+    assert fleet["last_error"] == "stored_event_invalid"
+    assert await sandbox.requests("fleet") == []
+    lines = [line for line in log_lines(log_output) if line["event"] == "stored_event_invalid"]
+    assert len(lines) == 1 and lines[0]["outcome"] == "dead"

@@ -33,6 +33,7 @@ _SECRET_WORDS = tuple(word.encode() for word in SECRET_KEYS)
 
 PREFIX = "enc:v1:"
 """What an encrypted secret starts with; `v1` names the scheme (Fernet over the JSON value)."""
+_PREFIX_BYTES = PREFIX.encode()
 
 
 class SecretsNotConfigured(Exception):
@@ -113,6 +114,12 @@ class SecretBox:
         if not any(word in lowered for word in _SECRET_WORDS):
             return text
         return orjson.dumps(self.seal(event))
+
+    @staticmethod
+    def holds_ciphertext(stored_json: bytes) -> bool:
+        """Whether a stored event's JSON text has an encrypted value in it: one without any
+        needs no `open` (orjson writes the `enc:v1:` prefix as it is)."""
+        return _PREFIX_BYTES in stored_json
 
     def open(self, stored: Any) -> Any:
         """A copy of a stored event with its secrets decrypted, for use in memory only. A

@@ -228,7 +228,6 @@ class Store:
         raw = await self._commands.hgetall(keys.event(source, event_id))
         if not raw or b"event" not in raw:
             return None
-        event = orjson.loads(raw[b"event"])
         targets = {
             name.decode()[2:]: TargetStatus.from_json(value).model_dump()
             for name, value in raw.items()
@@ -237,7 +236,7 @@ class Store:
         return {
             "event_id": event_id,
             "source": source,
-            "user_id": event["user"]["id"],
+            "user_id": _user_id(raw[b"event"]),
             "received_at": raw[b"received_at"].decode(),
             "targets": dict(sorted(targets.items())),
         }
@@ -259,3 +258,12 @@ class Store:
         return {
             part: v.decode() for part, v in zip(NAME_PARTS, values, strict=True) if v is not None
         }
+
+
+def _user_id(event_json: bytes) -> str | None:
+    """The user of a stored event; None if it no longer parses (its targets still show)."""
+    try:
+        user_id = orjson.loads(event_json)["user"]["id"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    return user_id if isinstance(user_id, str) else None

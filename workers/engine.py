@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from config.settings import Settings, VendorSettings
 from gateway.events import Event
 from usersync.pairs import Commit, EventUpdate, PairBatch, PairQueue, PendingRef
-from usersync.secrets import SecretUndecryptable, secret_box
+from usersync.secrets import SecretBox, SecretUndecryptable, secret_box
 from usersync.status import DeliveryState, TargetStatus, utc_now_iso
 from usersync.vendor_guard import CallOutcome, VendorGuard
 from workers import coalesce
@@ -250,7 +250,7 @@ class DeliveryEngine:
                 continue
             history = orjson.loads(pending.history_json) if pending.history_json else []
             try:
-                event = Event.model_validate(box.open(orjson.loads(pending.event_json)))
+                event = _parsed_event(pending.event_json, box)
             except SecretUndecryptable as exc:
                 log.warning(
                     "stored_secret_undecryptable", ref=pending.ref, field=exc.path, outcome="dead"
@@ -473,6 +473,14 @@ class DeliveryEngine:
             outcome=outcome,
             **extra,
         )
+
+
+def _parsed_event(stored_json: bytes, box: SecretBox) -> Event:
+    """A stored event, its secrets decrypted; one without any is parsed straight from its
+    JSON (pydantic's parser), the common case, skipping the walk for secrets."""
+    if box.holds_ciphertext(stored_json):
+        return Event.model_validate(box.open(orjson.loads(stored_json)))
+    return Event.model_validate_json(stored_json)
 
 
 def _select(candidates: list[Candidate], isolate: int) -> list[Candidate]:
