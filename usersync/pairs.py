@@ -20,6 +20,7 @@ from arq.constants import default_queue_name, job_key_prefix
 from redis.asyncio import Redis
 
 from usersync import keys
+from usersync.scripts import ScriptCall, reply_or_raise, run_together
 
 DELIVER_FUNCTION = "deliver"
 EVENT_KEY_PREFIX = keys.PREFIX + "event:"
@@ -282,9 +283,26 @@ class PairQueue:
         )
 
     async def commit(
-        self, target: str, user_id: str, token: str, now_ms: int, commit: Commit
+        self,
+        target: str,
+        user_id: str,
+        token: str,
+        now_ms: int,
+        commit: Commit,
+        before: ScriptCall | None = None,
     ) -> bool:
-        """Write a job run's outcome and the pair's next job; False if the lease was lost."""
+        """Write a job run's outcome and the pair's next job; False if the lease was lost.
+        `before` (the vendor guard's record of the run's call) is sent first, in the same
+        round trip; an error of either raises."""
+        call = self._commit_call(target, user_id, token, now_ms, commit)
+        replies = await run_together(self.redis, [before, call] if before else [call])
+        for reply in replies:
+            reply_or_raise(reply)
+        return bytes(replies[-1]) == b"ok"
+
+    def _commit_call(
+        self, target: str, user_id: str, token: str, now_ms: int, commit: Commit
+    ) -> ScriptCall:
         args: list[Any] = [
             token,
             now_ms,
@@ -312,8 +330,9 @@ class PairQueue:
         args.append(len(commit.applied))
         for key, order in commit.applied.items():
             args += [key, order]
-        reply = await self._commit(
-            keys=[
+        return ScriptCall(
+            self._commit,
+            [
                 keys.pair(target, user_id),
                 keys.pending(target, user_id),
                 keys.applied(target, user_id),
@@ -324,9 +343,8 @@ class PairQueue:
                 keys.dead_letters_of(target),
                 keys.held(target),
             ],
-            args=args,
+            args,
         )
-        return bytes(reply) == b"ok"
 
     async def replay(
         self,

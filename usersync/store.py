@@ -24,10 +24,10 @@ from typing import Any, cast
 import orjson
 from arq.constants import default_queue_name, job_key_prefix
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 from usersync import keys
 from usersync.pairs import SCHEDULE_LUA, job_payload
+from usersync.scripts import ScriptCall, run_together
 from usersync.status import TargetStatus
 
 NAME_PARTS = ("given_name", "family_name", "display_name")
@@ -157,26 +157,15 @@ class Store:
                     future.set_result(self._ingested(record, answer))
 
     async def _write(self, items: Sequence[tuple[IngestRecord, str]]) -> list[Any]:
-        """Run the ingest script for each item in one pipeline; each item's reply or error.
-        EVALSHA is sent as is (no SCRIPT EXISTS round trip first); the items Redis answers
-        NOSCRIPT (a restarted or flushed Redis) are sent again once the script is loaded."""
+        """Run the ingest script for each item, all in one round trip (`run_together`); each
+        item's reply or error."""
         now_ms = int(time.time() * 1000)
         pending = TargetStatus.pending().to_json()  # one status for the whole batch
-        calls = [self._ingest_call(record, at, now_ms, pending) for record, at in items]
-        answers = await self._pipelined(calls)
-        missing = [n for n, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
-        if missing:
-            await self._commands.script_load(_INGEST)
-            again = await self._pipelined([calls[n] for n in missing])
-            for n, answer in zip(missing, again, strict=True):
-                answers[n] = answer
-        return answers
-
-    async def _pipelined(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key_list, args in calls:
-                pipe.evalsha(self._ingest.sha, len(key_list), *key_list, *args)
-            return list(await pipe.execute(raise_on_error=False))
+        calls = []
+        for record, received_at in items:
+            key_list, args = self._ingest_call(record, received_at, now_ms, pending)
+            calls.append(ScriptCall(self._ingest, key_list, args))
+        return await run_together(self.redis, calls)
 
     @staticmethod
     def _ingested(record: IngestRecord, existing: Any) -> tuple[bool, bytes]:

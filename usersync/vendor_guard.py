@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from config.settings import VendorSettings
 from usersync import keys
+from usersync.scripts import ScriptCall, reply_or_raise, run_together
 
 MIN_RATE_FACTOR = 0.05
 """A 429 storm never slows an instance below this share of its configured rate."""
@@ -177,6 +178,21 @@ class VendorGuard:
         usage: Mapping[str, int] | None = None,
     ) -> None:
         """Tell the breaker and the rate how a call to `name` went."""
+        call = self.record_call(name, settings, now_ms, token, outcome, retry_after_s, usage)
+        reply_or_raise((await run_together(self.redis, [call]))[0])
+
+    def record_call(
+        self,
+        name: str,
+        settings: VendorSettings,
+        now_ms: int,
+        token: str,
+        outcome: CallOutcome,
+        retry_after_s: float | None = None,
+        usage: Mapping[str, int] | None = None,
+    ) -> ScriptCall:
+        """`record` as a script call, for a caller sending it with others in one round trip
+        (the engine sends it with the pair's commit)."""
         breaker = settings.circuit_breaker
         args: list[Any] = [
             now_ms,
@@ -191,9 +207,10 @@ class VendorGuard:
         ]
         for counter, value in (usage or {}).items():
             args += [counter, value]
-        await self._record(
-            keys=[keys.vendor(name), keys.probe(name), keys.held(name), self.queue_name],
-            args=args,
+        return ScriptCall(
+            self._record,
+            [keys.vendor(name), keys.probe(name), keys.held(name), self.queue_name],
+            args,
         )
 
     async def state(self, name: str, settings: VendorSettings, now_ms: int) -> dict[str, Any]:

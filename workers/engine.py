@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from config.settings import Settings, VendorSettings
 from gateway.events import Event
 from usersync.pairs import Commit, EventUpdate, PairBatch, PairQueue, PendingRef
+from usersync.scripts import ScriptCall
 from usersync.secrets import SecretBox, SecretUndecryptable, secret_box
 from usersync.status import DeliveryState, TargetStatus, utc_now_iso
 from usersync.vendor_guard import CallOutcome, VendorGuard
@@ -85,6 +86,8 @@ class Run:
 
     vendor_user_id: str | None = None
     updates: list[EventUpdate] = field(default_factory=list)
+    guard_record: ScriptCall | None = None
+    """How the run's call went, for the vendor guard: sent with the commit, one round trip."""
 
     def drop(self, pending: PendingRef) -> None:
         """Take a ref out of the pair without writing its event (gone, or already final)."""
@@ -181,13 +184,20 @@ class DeliveryEngine:
             await asyncio.shield(self._release(run))
             raise
         commit.updates = run.updates
-        if not await self.pairs.commit(target, user_id, token, _now_ms(), commit):
+        if not await self.pairs.commit(
+            target, user_id, token, _now_ms(), commit, before=run.guard_record
+        ):
             log.warning("lease_lost", outcome="lease_lost", events=len(run.updates))
 
     async def _release(self, run: Run) -> None:
         try:
             await self.pairs.commit(
-                run.target, run.user_id, run.token, _now_ms(), Commit("release")
+                run.target,
+                run.user_id,
+                run.token,
+                _now_ms(),
+                Commit("release"),
+                before=run.guard_record,
             )
         except Exception:  # noqa: BLE001 - Redis may be why we are here; the lease then expires
             log.warning("lease_release_failed", outcome="lease_expires")
@@ -366,12 +376,14 @@ class DeliveryEngine:
             result = adapter.read_response(response.status, response.headers, response.body)
         except RetryableDeliveryError as exc:
             outcome: CallOutcome = "throttled" if exc.http_status == 429 else "failure"
-            await self.guard.record(
+            run.guard_record = self.guard.record_call(
                 run.target, vendor, _now_ms(), run.token, outcome, exc.retry_after_s
             )
             return self._retry_or_die(run, vendor, included, exc, _ms_since(started))
         except PermanentDeliveryError as exc:
-            await self.guard.record(run.target, vendor, _now_ms(), run.token, "refused")
+            run.guard_record = self.guard.record_call(
+                run.target, vendor, _now_ms(), run.token, "refused"
+            )
             attempt = _attempt_record(included, exc.http_status or http_status, _ms_since(started))
             if len(included) > 1:
                 self._log_call(included, attempt, "isolate", exc.describe())
@@ -379,7 +391,7 @@ class DeliveryEngine:
             self._log_call(included, attempt, "dead", exc.describe())
             run.settle(included[0], "dead", exc.describe(), attempt=attempt)
             return Commit("next")
-        await self.guard.record(
+        run.guard_record = self.guard.record_call(
             run.target, vendor, _now_ms(), run.token, "success", usage=result.usage
         )
         attempt = _attempt_record(included, http_status, _ms_since(started))
