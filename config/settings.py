@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import cached_property
 from typing import Annotated
 
 from cryptography.fernet import Fernet
@@ -368,6 +369,7 @@ class Settings(_Strict):
     def source(self, name: str) -> SourceSettings | None:
         return next((source for source in self.sources if source.name == name), None)
 
-    @property
-    def enabled_vendors(self) -> list[str]:
-        return [name for name, vendor in self.vendors.items() if vendor.enabled]
+    @cached_property
+    def enabled_vendors(self) -> tuple[str, ...]:
+        """Computed once: settings are frozen, and every post asks for it."""
+        return tuple(name for name, vendor in self.vendors.items() if vendor.enabled)

@@ -437,3 +437,41 @@ async def test_a_batch_larger_than_the_burst_is_charged_in_full(
         ) as response:
             assert response.status == 429
             assert 35 <= int(response.headers["Retry-After"]) <= 41
+
+
+def named(event_id: str, order: int, **parts: str | None) -> IngestRecord:
+    base = record(event_id)
+    return IngestRecord(
+        source=base.source,
+        event_id=event_id,
+        user_id=base.user_id,
+        order_key=order,
+        event_json=base.event_json,
+        acceptance=base.acceptance,
+        targets=["fleet-eu", "mileapp"],
+        links={"fleet-eu": "42", "mileapp": "m-42"},
+        name_parts=parts,
+    )
+
+
+async def test_ingest_writes_links_profile_and_every_targets_pending_entry(
+    redis: Redis, settings: Settings
+) -> None:
+    """What one ingest writes besides the event: each target's pending entry (scored by the
+    order key) and job, the links, and the name profile, where a part only moves forward in
+    order and a null clears it."""
+    store = Store(redis, settings.retention.events_s)
+    at = "2026-11-22T10:15:00.000Z"
+    await store.ingest(named("p-5", 5, given_name="Ada", family_name="Lovelace"), at)
+    await store.ingest(named("p-3", 3, given_name="Old", display_name="Old Name"), at)
+    await store.ingest(named("p-7", 7, family_name=None), at)
+    assert await store.get_profile("emp-1") == {"given_name": "Ada", "display_name": "Old Name"}
+    assert await store.get_links("emp-1") == {"fleet-eu": "42", "mileapp": "m-42"}
+    for target in ("fleet-eu", "mileapp"):
+        pending = await redis.zrange(keys.pending(target, "emp-1"), 0, -1, withscores=True)
+        assert pending == [(b"hris:p-3", 3.0), (b"hris:p-5", 5.0), (b"hris:p-7", 7.0)]
+        job = await redis.hget(keys.pair(target, "emp-1"), "job")
+        assert job is not None and await redis.zscore("arq:queue", job) is not None
+    status = await store.event_status("hris", "p-7")
+    assert status is not None and set(status["targets"]) == {"fleet-eu", "mileapp"}
+    assert status["received_at"] == at and status["user_id"] == "emp-1"

@@ -41,32 +41,36 @@ _INGEST = (
     + """
 local existing = redis.call('HGET', KEYS[1], 'accepted')
 if existing then return existing end
-local ttl, now = tonumber(ARGV[4]), tonumber(ARGV[6])
-redis.call('HSET', KEYS[1], 'accepted', ARGV[1], 'event', ARGV[2], 'received_at', ARGV[3])
-local n = tonumber(ARGV[5])
-local seq = KEYS[n * 2 + 5]
-local i = 10
-for t = 1, n do
+-- ARGV: the acceptance answer, the event's JSON, then everything else as one JSON array
+-- (one argument instead of dozens: packing each argument costs the client more than Redis
+-- takes to decode them): received_at, ttl, now, ref, order, arq's job key prefix, targets
+-- [[name, status, job prefix, job], ...], links [[vendor, id], ...], name parts
+-- [[part, value, clear], ...]. KEYS: event, links, profile, queue, then pair and pending key
+-- of each target, then the job sequence.
+local a = cjson.decode(ARGV[3])
+local received_at, ttl, now, ref, order, job_key_prefix = a[1], a[2], a[3], a[4], a[5], a[6]
+local targets, links, parts = a[7], a[8], a[9]
+redis.call('HSET', KEYS[1], 'accepted', ARGV[1], 'event', ARGV[2], 'received_at', received_at)
+local seq = KEYS[#targets * 2 + 5]
+for t = 1, #targets do
+  local target = targets[t]
   local pair, pending = KEYS[5 + 2 * (t - 1)], KEYS[6 + 2 * (t - 1)]
-  redis.call('HSET', KEYS[1], 't:' .. ARGV[i], ARGV[i + 1])
-  redis.call('ZADD', pending, ARGV[8], ARGV[7])
+  redis.call('HSET', KEYS[1], 't:' .. target[1], target[2])
+  redis.call('ZADD', pending, order, ref)
   if not redis.call('HGET', pair, 'job') then
-    schedule(pair, ARGV[i + 2], ARGV[i + 3], now, ttl, KEYS[4], seq, ARGV[9])
+    schedule(pair, target[3], target[4], now, ttl, KEYS[4], seq, job_key_prefix)
   end
-  i = i + 4
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
-local nl = tonumber(ARGV[i]); i = i + 1
-for l = 1, nl do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2
+for l = 1, #links do
+  redis.call('HSET', KEYS[2], links[l][1], links[l][2])
 end
-local order = tonumber(ARGV[8])
-local np = tonumber(ARGV[i]); i = i + 1
-for p = 1, np do
-  local field, value, clear = ARGV[i], ARGV[i + 1], ARGV[i + 2]; i = i + 3
+local order_value = tonumber(order)
+for p = 1, #parts do
+  local field, value, clear = parts[p][1], parts[p][2], parts[p][3]
   local current = redis.call('HGET', KEYS[3], 'v:' .. field)
-  if not current or order >= tonumber(current) then
-    if clear == '1' then redis.call('HDEL', KEYS[3], field)
+  if not current or order_value >= tonumber(current) then
+    if clear then redis.call('HDEL', KEYS[3], field)
     else redis.call('HSET', KEYS[3], field, value) end
     redis.call('HSET', KEYS[3], 'v:' .. field, order)
   end
@@ -186,30 +190,26 @@ class Store:
         for target in record.targets:
             key_list += [keys.pair(target, record.user_id), keys.pending(target, record.user_id)]
         key_list.append(keys.JOB_SEQUENCE)
-        args: list[Any] = [
-            orjson.dumps(record.acceptance),
-            record.event_json,
+        rest = [
             received_at,
             self.retention_ms,
-            len(record.targets),
             now_ms,
             keys.event_ref(record.source, record.event_id),
-            record.order_key,
+            str(record.order_key),  # a string: Lua reads it as the script always did
             job_key_prefix,
+            [
+                [
+                    target,
+                    pending.decode(),
+                    keys.pair_job_prefix(target, record.user_id),
+                    job_payload(target, record.user_id, now_ms).decode(),
+                ]
+                for target in record.targets
+            ],
+            [[vendor, vendor_id] for vendor, vendor_id in record.links.items()],
+            [[part, value or "", value is None] for part, value in record.name_parts.items()],
         ]
-        for target in record.targets:
-            args += [
-                target,
-                pending,
-                keys.pair_job_prefix(target, record.user_id),
-                job_payload(target, record.user_id, now_ms),
-            ]
-        args.append(len(record.links))
-        for vendor, vendor_id in record.links.items():
-            args += [vendor, vendor_id]
-        args.append(len(record.name_parts))
-        for part, value in record.name_parts.items():
-            args += [part, value or "", "1" if value is None else "0"]
+        args = [orjson.dumps(record.acceptance), record.event_json, orjson.dumps(rest)]
         return key_list, args
 
     async def event_status(self, source: str, event_id: str) -> dict[str, Any] | None:
