@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config/sandbox.yaml
 
-.PHONY: run test lint typecheck venv clean
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_ARGS ?=
+
+.PHONY: run test lint typecheck venv clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +17,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 run: $(STAMP)
 	$(BIN)/usersync run --config $(CONFIG)
@@ -25,6 +32,19 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# The benchmark suite (docs/performance.md): about 25 minutes, the soak taking 10 of them.
+# Each script prints its table and writes bench/results/<name>-latest.json; charts go to docs/img.
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
+	$(BIN)/python bench/e2e.py $(BENCH_ARGS)
+	$(BIN)/python bench/burst.py $(BENCH_ARGS)
+	$(BIN)/python bench/soak.py $(BENCH_ARGS)
+	$(BIN)/python bench/charts.py
+
+# The same, each script in its short form (a few minutes in all): to see that they run.
+bench-quick:
+	$(MAKE) bench BENCH_ARGS=--quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .usersync

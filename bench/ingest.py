@@ -38,6 +38,7 @@ from typing import Any
 
 import common  # bench/ is on sys.path when a script of it runs
 import redis
+from folded import summarize
 
 SYSTEMS = ("bare", "lpush", "arq", "usersync", "usersync-batch")
 BATCH = 100
@@ -202,6 +203,32 @@ def start_system(
     return service, path
 
 
+def start_profiler(
+    args: argparse.Namespace, system: str, number: int, pid: int
+) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the server during the last round's measured run (`--profile`)."""
+    if not args.profile or number != args.rounds - 1 or not system.startswith("usersync"):
+        return None
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out = common.RESULTS_DIR / f"ingest-profile-{system}.folded"
+    common.RESULTS_DIR.mkdir(exist_ok=True)
+    argv = [spy, "record", "-p", str(pid), "-d", str(int(args.duration)), "-r", "200"]
+    return subprocess.Popen(
+        [*argv, "-f", "raw", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def finish_profiler(profiler: subprocess.Popen[bytes], system: str) -> None:
+    profiler.wait(60)
+    folded = common.RESULTS_DIR / f"ingest-profile-{system}.folded"
+    if folded.exists():
+        summary = common.RESULTS_DIR / f"ingest-profile-{system}.txt"
+        summary.write_text(summarize(folded))
+        print(f"profile: {summary}", flush=True)
+
+
 def stored_events(client: redis.Redis, run: str) -> int:
     return sum(1 for _ in client.scan_iter(match=f"usersync:event:hris:{run}-*", count=10000))
 
@@ -219,8 +246,11 @@ def one_round(
         load(url, path, 2, args.connections, f"warm{number}", batch, script)
         run = f"r{number}"
         cpu_before = common.cpu_seconds(service.pid)
+        profiler = start_profiler(args, system, number, service.pid)
         figures = load(url, path, args.duration, args.connections, run, batch, script)
         cpu = common.cpu_seconds(service.pid) - cpu_before
+        if profiler is not None:
+            finish_profiler(profiler, system)
         figures["rss_mb"] = round(service.rss_mb(), 1)
     finally:
         service.stop()
@@ -322,6 +352,11 @@ if __name__ == "__main__":
     parser.add_argument("--systems", type=lambda s: s.split(","), default=list(SYSTEMS))
     parser.add_argument("--quick", action="store_true", help="1 round of 3 s")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the usersync gateway in the last round (bench/results/ingest-profile-*)",
+    )
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.rounds, arguments.duration = 1, 3
