@@ -38,6 +38,8 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +52,7 @@ from typing import Any
 import aiohttp
 import bare_arq
 import common  # bench/ is on sys.path when a script of it runs
+import folded
 import orjson
 import redis.asyncio as aioredis
 import uvloop
@@ -239,33 +242,8 @@ async def journal(bench: Bench) -> list[tuple[str, dict[str, Any]]]:
     return calls
 
 
-def start_workers(bench: Bench, system: str, count: int, profile: str = "") -> list[common.Service]:
-    """`usersync worker` or bare arq worker processes; with `profile`, usersync's run under
-    pyinstrument, whose text report goes to bench/results/e2e-profile-<profile>-<i>.txt."""
-    if system == "usersync" and profile:
-        common.RESULTS_DIR.mkdir(exist_ok=True)
-        return [
-            common.start(
-                f"worker{i}",
-                [
-                    sys.executable,
-                    "-m",
-                    "pyinstrument",
-                    "-r",
-                    "text",
-                    "-o",
-                    str(common.RESULTS_DIR / f"e2e-profile-{profile}-{i}.txt"),
-                    "-m",
-                    "usersync",
-                    "worker",
-                    "--config",
-                    str(bench.config),
-                ],
-                bench.root,
-                bench.tmp,
-            )
-            for i in range(count)
-        ]
+def start_workers(bench: Bench, system: str, count: int) -> list[common.Service]:
+    """`usersync worker` (of --root) or bare arq worker (of this checkout) processes."""
     if system == "usersync":
         return [
             common.usersync("worker", bench.config, bench.root, bench.tmp, name=f"worker{i}")
@@ -290,6 +268,46 @@ def stop_all(services: Iterable[common.Service | None]) -> None:
     for service in services:
         if service is not None:
             service.stop()
+
+
+async def deliveries_begun(bench: Bench, queued: int, timeout_s: float = 60) -> None:
+    """Until the first job has finished (the queue is shorter than it was filled)."""
+    for _ in range(int(timeout_s / 0.02)):
+        if await bench.redis.zcard(QUEUE) < queued:
+            return
+        await asyncio.sleep(0.02)
+
+
+def start_profilers(
+    services: Sequence[common.Service], marker: str
+) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """py-spy on each worker until it exits (`--profile`):
+    bench/results/e2e-profile-<marker>-<worker>.folded, and a .txt summary."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    common.RESULTS_DIR.mkdir(exist_ok=True)
+    profilers = []
+    for service in services:
+        out = common.RESULTS_DIR / f"e2e-profile-{marker}-{service.name}.folded"
+        argv = [spy, "record", "-p", str(service.pid), "-r", "200", "-f", "raw", "-o", str(out)]
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        profilers.append((process, out))
+    return profilers
+
+
+def finish_profilers(profilers: Sequence[tuple[subprocess.Popen[bytes], Path]]) -> list[str]:
+    """Wait for py-spy to write (its worker has exited); a summary next to each profile."""
+    summaries = []
+    for process, out in profilers:
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if out.exists():
+            summary = out.with_suffix(".txt")
+            summary.write_text(folded.summarize(out))
+            summaries.append(str(summary))
+    return summaries
 
 
 async def drain(bench: Bench, samples: Samples, stall_s: float = 30) -> bool:
@@ -368,7 +386,8 @@ async def saturation(bench: Bench, system: str, workers: int, latency_ms: int) -
         assert queued == len(jobs), f"{queued} of {len(jobs)} jobs queued"
         expected = len(jobs)
     prefill_s = time.monotonic() - started
-    services = start_workers(bench, system, workers, marker if bench.args.profile else "")
+    services = start_workers(bench, system, workers)
+    profilers: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:
         names = [s.name for s in services]
         samples = Samples(
@@ -378,11 +397,15 @@ async def saturation(bench: Bench, system: str, workers: int, latency_ms: int) -
                 "redis": bench.redis_pid,
             }
         )
+        if bench.args.profile:  # once deliveries have begun: the imports left out
+            await deliveries_begun(bench, expected)
+            profilers = start_profilers(services, marker)
         done = await drain(bench, samples)
         dead = await bench.redis.zcard(DEAD_LETTERS)
         bare_errors = int(await bench.redis.get(bare_arq.ERRORS_KEY) or 0)
     finally:
         stop_all(services)
+        profiles = finish_profilers(profilers)
     counted = deliveries(await journal(bench), marker)
     span = max(counted["last"] - counted["first"], 1e-9)
     worker_cpu = samples.cpu_between(names, counted["first"], counted["last"])
@@ -413,6 +436,7 @@ async def saturation(bench: Bench, system: str, workers: int, latency_ms: int) -
         "log_problems": len(problems),
         "log_sample": problems[:5],
         "phase_s": round(time.monotonic() - started, 1),
+        "profiles": profiles,
     }
     print(
         f"  {system:<8} workers={workers} latency={latency_ms}ms: "
@@ -512,11 +536,21 @@ async def fixed_rate(bench: Bench, workers: int, latency_ms: int, rate: float) -
     calls = await journal(bench)
     counted = deliveries(calls, marker)
     seen: dict[tuple[str, str], float] = {}
+    by_second: dict[int, list[float]] = {}
+    origin = min(accepted.values(), default=0.0)
     for kind, entry in calls:
         email = email_of(entry["body"])
         if email in accepted and (kind, email) not in seen:
-            seen[(kind, email)] = 1000 * (entry["received_at"] - accepted[email])
+            latency = 1000 * (entry["received_at"] - accepted[email])
+            seen[(kind, email)] = latency
+            by_second.setdefault(int(entry["received_at"] - origin), []).append(latency)
     latencies = list(seen.values())
+    timeline = [  # second of the phase, deliveries, p50, p99, max (ms): where a stall was
+        [second, len(values)]
+        + [round(common.percentile(values, q), 1) for q in (0.5, 0.99)]
+        + [round(max(values), 1)]
+        for second, values in sorted(by_second.items())
+    ]
     span = max(counted["last"] - counted["first"], 1e-9)
     problems, outcomes = scan_logs(services)
     row = {
@@ -532,6 +566,8 @@ async def fixed_rate(bench: Bench, workers: int, latency_ms: int, rate: float) -
         "p50_ms": round(common.percentile(latencies, 0.5), 1),
         "p99_ms": round(common.percentile(latencies, 0.99), 1),
         "max_ms": round(max(latencies, default=0.0), 1),
+        "worst_second": max(timeline, key=lambda row: row[4], default=None),
+        "timeline": timeline,
         "worker_cpu_pct": round(
             100
             * samples.cpu_between([s.name for s in services], counted["first"], counted["last"])
@@ -726,6 +762,7 @@ def report(result: dict[str, Any]) -> None:
             r["p50_ms"],
             r["p99_ms"],
             r["max_ms"],
+            (r["worst_second"] or [0, 0, 0, 0.0])[3],
             r["post_p99_ms"],
             r["worker_cpu_pct"],
         )
@@ -743,6 +780,7 @@ def report(result: dict[str, Any]) -> None:
                 "p50 ms",
                 "p99 ms",
                 "max ms",
+                "worst 1 s p99",
                 "post p99 ms",
                 "worker CPU %",
             ),
@@ -798,8 +836,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="run usersync's workers of the saturation phases under pyinstrument (slower; "
-        "reports in bench/results/e2e-profile-*.txt)",
+        help="py-spy the workers (usersync and bare) of the saturation phases "
+        "(bench/results/e2e-profile-*.folded and .txt)",
     )
     args = parser.parse_args()
     if args.quick:
