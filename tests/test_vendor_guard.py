@@ -386,3 +386,26 @@ async def test_two_vendor_instances_never_share_state(redis: Redis) -> None:
     await guard.record("alpha", settings, at, "alpha-prober", "success")
     assert (await guard.state("alpha", settings, at))["circuit"]["state"] == "closed"
     assert (await guard.state("beta", settings, at))["circuit"]["state"] == "half_open"
+
+
+async def test_without_a_time_the_guard_uses_redis_clock(redis: Redis) -> None:
+    """Workers pass no time: the scripts read Redis's clock, so a worker whose `now` is old
+    by the time its script runs (short of CPU, or another host's clock) cannot be held off by
+    slots other workers took. A reserved slot comes back on that clock and is honoured."""
+    guard, settings = VendorGuard(redis), vendor(per_second=10, burst=1)
+    seconds, micros = await redis.time()
+    redis_now = seconds * 1000 + micros // 1000
+    first = await guard.permit(NAME, settings, None, "a", None)
+    second = await guard.permit(NAME, settings, None, "b", None)
+    assert first.verdict == "go" and first.slot_ms is None
+    assert second.verdict == "rate" and 50 <= second.wait_ms <= 100
+    assert second.slot_ms is not None and redis_now + 50 <= second.slot_ms <= redis_now + 1000
+    # A caller whose own clock is a minute slow still sees the slot as not due...
+    stale = await guard.permit(NAME, settings, redis_now - 60_000, "c", second.slot_ms)
+    assert stale.verdict == "rate"
+    # ...while on Redis's clock, once due, the reserved slot is used without taking another.
+    await asyncio.sleep((second.slot_ms - redis_now) / 1000 + 0.05)
+    again = await guard.permit(NAME, settings, None, "b", second.slot_ms)
+    assert again.verdict == "go"
+    await guard.record(NAME, settings, None, "b", "success")
+    assert (await guard.state(NAME, settings, redis_now))["calls"]["success"] == 1

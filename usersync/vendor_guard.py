@@ -12,6 +12,10 @@ below, so every worker sees one breaker and one rate:
   closes the circuit and moves the pair jobs it held off (`keys.held`) to now in arq's queue; a failure counts towards opening it, and a failed probe reopens it with
   a doubled cool-down; a 429 halves the rate, which climbs back linearly over `recovery_s`.
   Usage counters a vendor reports (Plaspy's `apiUsage`, `apiDailyUsage`) are kept here too.
+
+Their clock is Redis's own (`TIME`): a worker's clock may differ from another host's, and a
+worker short of CPU sends a `now` that is already old when the script runs, which made the
+rate hold calls off for no reason (seen in the soak benchmark). Tests pass an explicit `now`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ MIN_RATE_FACTOR = 0.05
 """A 429 storm never slows an instance below this share of its configured rate."""
 
 _FACTOR = """
+local function clock_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local function current_factor(factor, factor_at, now, recovery)
   if not factor then return 1 end
   factor, factor_at = tonumber(factor), tonumber(factor_at)
@@ -41,7 +49,7 @@ end
 _PERMIT = (
     _FACTOR
     + """
-local now = tonumber(ARGV[1])
+local now = tonumber(ARGV[1]) or clock_ms()
 local v = redis.call('HMGET', KEYS[1], 'open_until', 'paused_until', 'tat', 'factor', 'factor_at')
 local probing = false
 local open_until = tonumber(v[1] or '0')
@@ -67,7 +75,7 @@ local slot = math.max(now, tat - (tonumber(ARGV[3]) - 1) * interval)
 redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', tat + interval))
 if slot > now then
   if probing then redis.call('DEL', KEYS[2]) end
-  return {'rate', math.ceil(slot - now)}
+  return {'rate', math.ceil(slot - now), string.format('%d', math.ceil(slot))}
 end
 return {verdict, 0}
 """
@@ -76,7 +84,7 @@ return {verdict, 0}
 _RECORD = (
     _FACTOR
     + """
-local now, outcome = tonumber(ARGV[1]), ARGV[2]
+local now, outcome = tonumber(ARGV[1]) or clock_ms(), ARGV[2]
 local probe_mine = redis.call('GET', KEYS[2]) == ARGV[8]
 if probe_mine then redis.call('DEL', KEYS[2]) end
 if outcome == 'success' or outcome == 'refused' then
@@ -124,10 +132,12 @@ CallOutcome = Literal["success", "refused", "failure", "throttled"]
 @dataclass(frozen=True)
 class Permit:
     """`go`/`probe`: call now. `open`, `paused`, `rate`: do not call; try again in `wait_ms`
-    (for `rate`, a slot is reserved at now + `wait_ms`)."""
+    (for `rate`, a slot is reserved at `slot_ms`, on the guard's clock: hand it back to
+    `permit` as the reserved slot)."""
 
     verdict: Verdict
     wait_ms: int
+    slot_ms: int | None = None
 
     @property
     def allowed(self) -> bool:
@@ -148,15 +158,16 @@ class VendorGuard:
         self,
         name: str,
         settings: VendorSettings,
-        now_ms: int,
+        now_ms: int | None,
         token: str,
         reserved_slot_ms: int | None,
     ) -> Permit:
-        """May `name` be called now? A reserved slot that is due is used without a new one."""
+        """May `name` be called now? A reserved slot that is due is used without a new one.
+        `now_ms` None: Redis's clock (the workers); a time: that one (tests)."""
         reply = await self._permit(
             keys=[keys.vendor(name), keys.probe(name)],
             args=[
-                now_ms,
+                "" if now_ms is None else now_ms,
                 settings.rate_limit.per_second,
                 settings.rate_limit.burst,
                 "" if reserved_slot_ms is None else reserved_slot_ms,
@@ -165,13 +176,14 @@ class VendorGuard:
                 token,
             ],
         )
-        return Permit(reply[0].decode(), int(reply[1]))
+        slot = int(reply[2]) if len(reply) > 2 else None
+        return Permit(reply[0].decode(), int(reply[1]), slot)
 
     async def record(
         self,
         name: str,
         settings: VendorSettings,
-        now_ms: int,
+        now_ms: int | None,
         token: str,
         outcome: CallOutcome,
         retry_after_s: float | None = None,
@@ -185,7 +197,7 @@ class VendorGuard:
         self,
         name: str,
         settings: VendorSettings,
-        now_ms: int,
+        now_ms: int | None,
         token: str,
         outcome: CallOutcome,
         retry_after_s: float | None = None,
@@ -195,7 +207,7 @@ class VendorGuard:
         (the engine sends it with the pair's commit)."""
         breaker = settings.circuit_breaker
         args: list[Any] = [
-            now_ms,
+            "" if now_ms is None else now_ms,
             outcome,
             breaker.failure_threshold,
             int(breaker.cooldown_s * 1000),

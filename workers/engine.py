@@ -230,11 +230,9 @@ class DeliveryEngine:
             wait_s = BULKHEAD_WAIT_S[0] + self.random() * (BULKHEAD_WAIT_S[1] - BULKHEAD_WAIT_S[0])
             return Commit("at", at_ms=_now_ms() + int(wait_s * 1000))
         async with bulkhead:
-            permit = await self.guard.permit(
-                run.target, vendor, _now_ms(), run.token, run.batch.slot
-            )
+            permit = await self.guard.permit(run.target, vendor, None, run.token, run.batch.slot)
             if not permit.allowed:
-                return self._deferred(run, permit.verdict, permit.wait_ms)
+                return self._deferred(run, permit.verdict, permit.wait_ms, permit.slot_ms)
             commit = await self._call(run, adapter, vendor, included, translation.request)
         if run.batch.slot is not None:
             commit.slot = 0
@@ -351,12 +349,13 @@ class DeliveryEngine:
             )
         )
 
-    def _deferred(self, run: Run, verdict: str, wait_ms: int) -> Commit:
-        """The guard said not now: the pair's job runs again later; no attempt is counted."""
+    def _deferred(self, run: Run, verdict: str, wait_ms: int, slot_ms: int | None) -> Commit:
+        """The guard said not now: the pair's job runs again later; no attempt is counted. A
+        reserved rate slot is kept as the guard gave it (its clock is Redis's)."""
         spread = 0 if verdict == "rate" else int(self.random() * min(1000, wait_ms / 10 + 50))
         at_ms = _now_ms() + wait_ms + spread
         log.info("delivery_deferred", reason=verdict, wait_ms=wait_ms + spread, outcome="deferred")
-        slot = at_ms if verdict == "rate" else None
+        slot = slot_ms if verdict == "rate" else None
         return Commit("at", at_ms=at_ms, slot=slot, held=verdict == "open")
 
     async def _call(
@@ -377,12 +376,12 @@ class DeliveryEngine:
         except RetryableDeliveryError as exc:
             outcome: CallOutcome = "throttled" if exc.http_status == 429 else "failure"
             run.guard_record = self.guard.record_call(
-                run.target, vendor, _now_ms(), run.token, outcome, exc.retry_after_s
+                run.target, vendor, None, run.token, outcome, exc.retry_after_s
             )
             return self._retry_or_die(run, vendor, included, exc, _ms_since(started))
         except PermanentDeliveryError as exc:
             run.guard_record = self.guard.record_call(
-                run.target, vendor, _now_ms(), run.token, "refused"
+                run.target, vendor, None, run.token, "refused"
             )
             attempt = _attempt_record(included, exc.http_status or http_status, _ms_since(started))
             if len(included) > 1:
@@ -392,7 +391,7 @@ class DeliveryEngine:
             run.settle(included[0], "dead", exc.describe(), attempt=attempt)
             return Commit("next")
         run.guard_record = self.guard.record_call(
-            run.target, vendor, _now_ms(), run.token, "success", usage=result.usage
+            run.target, vendor, None, run.token, "success", usage=result.usage
         )
         attempt = _attempt_record(included, http_status, _ms_since(started))
         usage = {"vendor_usage": dict(result.usage)} if result.usage else {}
