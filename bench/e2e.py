@@ -165,7 +165,8 @@ def connected(pid: int, port: int) -> bool:
 def scan_logs(services: Sequence[common.Service]) -> tuple[list[str], dict[str, int]]:
     """The lines the services logged at warning or above (JSON lines by their `level`, any
     other line: the stdlib's, at warning and above, or a traceback), and the outcomes of
-    the `delivery_attempt` lines (usersync logs one per attempt at info)."""
+    the `delivery_attempt` lines (usersync logs one per attempt at info), with the count of
+    all lines as "(log lines)"."""
     problems: list[str] = []
     outcomes: Counter[str] = Counter()
     for service in services:
@@ -174,6 +175,7 @@ def scan_logs(services: Sequence[common.Service]) -> tuple[list[str], dict[str, 
         for line in service.log_path.read_text(errors="replace").splitlines():
             if not line.strip():
                 continue
+            outcomes["(log lines)"] += 1
             try:
                 entry = orjson.loads(line)
             except orjson.JSONDecodeError:
@@ -720,7 +722,7 @@ def report(result: dict[str, Any]) -> None:
             r["vendor_latency_ms"],
             f"{r['calls']}/{r['expected']}",
             r["deliveries_per_s"],
-            r.get("vs_bare", ""),
+            f"{r['vs_bare']:.2f}" if "vs_bare" in r else "",
             r["cpu_ms_per_delivery"],
             r["worker_cpu_pct"],
             r["sandbox_cpu_pct"],
@@ -791,11 +793,16 @@ def report(result: dict[str, Any]) -> None:
     print(
         common.table(
             ("target", "figure", "met"),
-            [(what, figure, "yes" if met else "NO") for what, figure, met in result["targets"]],
+            [
+                (what, f"{figure:.2f}" if "bare" in what else figure, "yes" if met else "NO")
+                for what, figure, met in result["targets"]
+            ],
         )
     )
     for r in result["saturation"] + result["latency"]:
-        others = {k: v for k, v in r["attempt_outcomes"].items() if k != "delivered"}
+        others = {
+            k: v for k, v in r["attempt_outcomes"].items() if k not in ("delivered", "(log lines)")
+        }
         if others or r["dead_letters"] or r["non_2xx"] or r["repeated"] or not r["drained"]:
             print(
                 f"\nnote: {r.get('system', 'rate')} workers={r['workers']} "
