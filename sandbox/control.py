@@ -149,9 +149,15 @@ async def clear_faults(request: web.Request) -> web.Response:
 
 
 async def get_requests(request: web.Request) -> web.Response:
-    """Every call the kind received, oldest first, with the status it was answered."""
+    """Every call the kind received, oldest first, with the status it was answered. With
+    `?drain=1` the calls returned are also taken out of the journal, in the same step, so a
+    reader polling a long run (the benchmarks) neither misses a call nor sees one twice."""
     kind = _kind(request)
-    return web.json_response([entry.describe() for entry in _state(request).journals[kind]])
+    journal = _state(request).journals[kind]
+    entries = [entry.describe() for entry in journal]
+    if request.query.get("drain") in ("1", "true"):
+        del journal[: len(entries)]
+    return web.Response(body=json.dumps(entries).encode(), content_type="application/json")
 
 
 async def clear_requests(request: web.Request) -> web.Response:

@@ -145,6 +145,20 @@ async def test_delete_requests_clears_every_journal(sim: Sim) -> None:
         assert await sim.journal(kind) == []
 
 
+async def test_draining_a_journal_returns_each_call_once(sim: Sim) -> None:
+    """GET .../requests?drain=1 returns the calls and removes exactly those: the next read
+    has only the calls made since; other kinds' journals are untouched."""
+    await sim.vendor("fleet", {"last_name": "One"})
+    await sim.vendor("mileapp")
+    first = await sim.request("GET", "/_sandbox/fleet/requests?drain=1")
+    assert [e["body"] for e in first.body] == [{"last_name": "One"}]
+    await sim.vendor("fleet", {"last_name": "Two"})
+    second = await sim.request("GET", "/_sandbox/fleet/requests?drain=1")
+    assert [e["body"] for e in second.body] == [{"last_name": "Two"}]
+    assert await sim.journal("fleet") == []
+    assert len(await sim.journal("mileapp")) == 1
+
+
 async def test_reset_restores_users_and_clears_faults_and_journals(sim: Sim) -> None:
     """POST /_sandbox/reset: demo users as seeded, no extra users, no faults, empty journals."""
     await sim.vendor("mileapp", {"_id": DEMO_USERS["mileapp"], "name": "Changed"})
