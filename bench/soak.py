@@ -36,11 +36,11 @@ unless --no-charts.
 
 The offered rate defaults to half of usersync's saturation with 2 workers and an instant
 vendor in bench/results/e2e-latest.json when that file has it, else 250 events/s; each event
-is four vendor calls. The journals are read and cleared every `--journal-poll` seconds, in
-small bites: the sandbox serialises a whole journal at once, blocking its vendor calls
-meanwhile, so a big read would show up in the very latency measured. It has no atomic
-read-and-clear: a call journaled between a read and its clear is lost to the benchmark; it
-shows as "unseen", and the final status sample tells such calls from calls never made.
+is four vendor calls. The journals are drained (`?drain=1`: read and removed in one step, so no
+call is lost or seen twice) every `--journal-poll` seconds, in small bites: the sandbox
+serialises a whole journal at once, blocking its vendor calls meanwhile, so a big read would
+show up in the very latency measured. A call never seen is "unseen", and the final status
+sample tells whether it was delivered.
 """
 
 from __future__ import annotations
@@ -80,9 +80,8 @@ FLAT_TOLERANCE = 0.10
 ORPHAN_WAIT_S = 10.0
 """A journal call whose event's 202 has not arrived this long after is counted unmatched."""
 JOURNAL_BITE = 100
-"""Calls per journal read the default poll period aims at: ~8 ms of the sandbox's time (a
-short stall for the calls it delays), while each read-then-clear loses the few calls that
-slip in between (fewer reads, fewer lost)."""
+"""Calls per journal read the default poll period aims at: a short stall of the sandbox for
+the calls it delays."""
 KIND_OF = common.KINDS
 """Vendor instance -> sandbox kind."""
 
@@ -328,10 +327,11 @@ class Soak:
     # -- sampling --
 
     async def read_journals(self) -> dict[str, list[dict[str, Any]]]:
-        """Every kind's whole journal, read concurrently."""
+        """Every kind's whole journal, drained (read and removed in one step) concurrently."""
 
         async def one(kind: str) -> bytes:
-            async with self.http.get(f"{self.sandbox}/_sandbox/{kind}/requests") as response:
+            url = f"{self.sandbox}/_sandbox/{kind}/requests?drain=1"
+            async with self.http.get(url) as response:
                 return await response.read()
 
         kinds = list(KIND_OF.values())
@@ -339,15 +339,12 @@ class Soak:
         return {kind: list(orjson.loads(body)) for kind, body in zip(kinds, raw, strict=True)}
 
     async def collect(self) -> None:
-        """Read every journal, clear them, and match their calls into the current window.
+        """Drain every journal and match their calls into the current window.
 
-        Often and small, because the sandbox serialises a journal in one go (~80 us a call,
-        its event loop blocked meanwhile): a big journal read every few seconds would hold up
-        the vendor calls arriving meanwhile, and the benchmark would measure itself. A call
-        journaled between the read and the clear is lost (the sandbox has no atomic
-        read-and-clear); it stays unseen and the final status sample accounts for it."""
+        Often and small, because the sandbox serialises a journal in one go (its event loop
+        blocked meanwhile): a big journal read every few seconds would hold up the vendor
+        calls arriving meanwhile, and the benchmark would measure itself."""
         journals = await self.read_journals()
-        await self.clear_journals()  # right away: a call journaled in between is lost
         tracker, window = self.tracker, self.window  # after the awaits: a sample may have cut
         t = time.monotonic() - self.sampler.started
         for (kind, n), (received_at, first_seen) in list(tracker.orphans.items()):
@@ -519,9 +516,9 @@ async def drive(
 
 
 async def final_checks(soak: Soak, total: int) -> dict[str, Any]:
-    """After the drain: the status of a sample of the deliveries never seen in a journal (missed
-    between a journal read and its clear, or not delivered), and retention at work: the first
-    event gone, the last one's TTL."""
+    """After the drain: the status of a sample of the deliveries never seen in a journal (not
+    delivered, or a journal read lost), and retention at work: the first event gone, the last
+    one's TTL."""
     tracker = soak.tracker
     missing = sum(len(kinds) for _, kinds in tracker.waiting.values())
     horizon = time.time() - soak.args.retention + 10
