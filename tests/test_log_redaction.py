@@ -3,13 +3,18 @@ configured as the CLI configures it, and the standard library's lines (arq, aioh
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
+from typing import Any
 
+import orjson
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import log_lines
-from usersync.logs import RedactingFormatter
+from usersync.logs import RedactingFormatter, redact_secrets, render_json
 from usersync.secrets import SecretBox
 
 PASSWORD = "Hunter2-Pa55word!"
@@ -103,3 +108,41 @@ def test_standard_library_lines_are_redacted() -> None:
     text = stream.getvalue()
     assert "job failed with enc:v1:***" in text and "RuntimeError" in text
     assert TOKEN not in text and CIPHERTEXT not in text
+
+
+_WORDS = [
+    "password",
+    "Pass-Word",
+    "x-api-key",
+    "token",
+    "bearer abc",
+    "Basic x",
+    "enc:v1:zz",
+    "secret",
+    "cookie",
+    "note",
+    "email",
+    "a-b",
+    "ok",
+    "value",
+    "Authorization",
+]
+_TEXT = (
+    st.text(max_size=12)
+    | st.sampled_from(_WORDS)
+    | st.builds(lambda a, b: f"{a}={b}", st.sampled_from(_WORDS), st.text(max_size=6))
+)
+_VALUES = st.recursive(
+    st.none() | st.integers(-(2**63), 2**63 - 1) | st.booleans() | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(_TEXT, _VALUES, max_size=5))
+def test_the_rendered_line_is_the_redacted_one(event_dict: dict[str, Any]) -> None:
+    """`render_json` skips the value-by-value redaction only for lines it would not change:
+    its output is always the JSON of `redact_secrets`' result."""
+    expected = orjson.dumps(redact_secrets(None, "", copy.deepcopy(event_dict)))
+    assert render_json(None, "", copy.deepcopy(event_dict)) == expected
