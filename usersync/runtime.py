@@ -16,16 +16,16 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 import structlog
 from aiohttp import web
 from arq.worker import Worker
-from redis.asyncio import Redis
 
 from config.settings import Settings
 from gateway.app import create_gateway_app
+from usersync.redis_client import connect
 from usersync.redis_server import EmbeddedRedis
 from usersync.store import Store
 from workers.preview import make_previewer
 from workers.vendors.base import VendorAdapter
 from workers.vendors.registry import build_adapters
-from workers.worker import build_worker, stop_worker
+from workers.worker import ENGINE_REDIS, build_worker, stop_worker
 
 log = structlog.get_logger("usersync")
 
@@ -122,6 +122,9 @@ async def abandon_worker(worker: Worker) -> None:
     session = worker.ctx.get("session")
     if session is not None:
         await session.close()
+    redis = worker.ctx.get(ENGINE_REDIS)
+    if redis is not None:
+        await redis.aclose()
     if worker._pool is not None:  # arq has no public way to drop its pool
         with contextlib.suppress(Exception):
             await worker._pool.aclose()
@@ -149,7 +152,7 @@ async def running_gateway(
     settings: Settings, redis_url: str, adapters: Mapping[str, VendorAdapter]
 ) -> AsyncIterator[str]:
     """The gateway on its own Redis pool; yields its base URL."""
-    redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    redis = connect(redis_url, socket_timeout=5, socket_connect_timeout=2)
     store = Store(redis, settings.retention.events_s)
     app = create_gateway_app(settings, store, make_previewer(store, adapters))
     try:

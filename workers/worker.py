@@ -20,9 +20,11 @@ import structlog
 from arq import Retry
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
+from redis.asyncio import Redis
 
 from config.settings import Settings
 from usersync.pairs import DELIVER_FUNCTION, PairQueue
+from usersync.redis_client import connect
 from usersync.vendor_guard import VendorGuard
 from workers.claim import ClaimingWorker
 from workers.engine import DeliveryEngine, RunAgain
@@ -33,6 +35,9 @@ log = structlog.get_logger("usersync.worker")
 ARQ_MAX_TRIES = 10_000
 """arq's own bound, out of the way: ours is `retry.max_attempts`, counted in the status."""
 
+
+ENGINE_REDIS = "usersync_redis"
+"""The worker context's key of the engine's own Redis client."""
 
 CRASH_RETRY_S = 5
 """A run that crashed (a bug, Redis gone mid-run) runs again this much later."""
@@ -64,11 +69,13 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         connector = aiohttp.TCPConnector(limit=settings.worker.concurrency * 2, limit_per_host=0)
         session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
-        pairs = PairQueue(ctx["redis"], settings.retention.events_s)
+        # The engine's scripts go through a client of our own (hiredis packing, see
+        # usersync.redis_client); arq keeps its pool for its own short commands.
+        redis = connect(redis_url, socket_timeout=10, socket_connect_timeout=2)
+        pairs = PairQueue(redis, settings.retention.events_s)
         ctx["session"] = session
-        ctx["engine"] = DeliveryEngine(
-            settings, pairs, VendorGuard(ctx["redis"]), adapters, session
-        )
+        ctx[ENGINE_REDIS] = redis
+        ctx["engine"] = DeliveryEngine(settings, pairs, VendorGuard(redis), adapters, session)
         log.info(
             "worker_started", concurrency=settings.worker.concurrency, vendors=sorted(adapters)
         )
@@ -77,6 +84,9 @@ def build_worker(
         session: aiohttp.ClientSession | None = ctx.get("session")
         if session is not None:
             await session.close()
+        redis: Redis | None = ctx.get(ENGINE_REDIS)
+        if redis is not None:
+            await redis.aclose()
         log.info("worker_stopped")
 
     return ClaimingWorker(

@@ -1,0 +1,72 @@
+"""`usersync.redis_client`: hiredis packing must send exactly what redis-py would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.asyncio.connection import Connection
+from redis.exceptions import DataError
+
+from usersync.redis_client import (
+    HiredisConnection,
+    HiredisSSLConnection,
+    HiredisUnixConnection,
+    connect,
+)
+from usersync.redis_server import EmbeddedRedis
+
+ARGS = st.lists(
+    st.text(max_size=20)
+    | st.binary(max_size=20)
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    max_size=12,
+)
+
+
+@given(st.sampled_from(["EVALSHA", "SET", "CONFIG GET", b"HSET", b"CLIENT LIST"]), ARGS)
+def test_same_bytes_as_redis_py(command: Any, args: list[Any]) -> None:
+    ours = b"".join(HiredisConnection().pack_command(command, *args))
+    theirs = b"".join(Connection().pack_command(command, *args))
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("bad", [None, True, object()])
+def test_an_unpackable_argument_is_a_data_error(bad: Any) -> None:
+    with pytest.raises(DataError):
+        HiredisConnection().pack_command("SET", "k", bad)
+    with pytest.raises(DataError):
+        Connection().pack_command("SET", "k", bad)
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("redis://127.0.0.1:6379/0", HiredisConnection),
+        ("rediss://127.0.0.1:6380/0", HiredisSSLConnection),
+        ("unix:///tmp/redis.sock", HiredisUnixConnection),
+    ],
+)
+async def test_each_scheme_keeps_its_transport(url: str, kind: type) -> None:
+    client = connect(url)
+    assert client.connection_pool.connection_class is kind
+    await client.aclose()
+
+
+async def test_scripts_with_many_arguments_round_trip(redis_server: EmbeddedRedis) -> None:
+    client = connect(redis_server.url)
+    try:
+        keys = [f"k{n}" for n in range(13)]
+        values = ["é" * 50, b"\x00\xff", 12345678901234, 0.25, "x" * 10_000]
+        reply = await client.eval(  # type: ignore[misc]
+            "return {#KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4], #ARGV[5]}",
+            len(keys),
+            *keys,
+            *values,
+        )
+        assert reply == [13, "é".encode() * 50, b"\x00\xff", b"12345678901234", b"0.25", 10_000]
+    finally:
+        await client.aclose()
