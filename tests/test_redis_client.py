@@ -15,6 +15,7 @@ from usersync.redis_client import (
     HiredisSSLConnection,
     HiredisUnixConnection,
     connect,
+    pack_with_hiredis,
 )
 from usersync.redis_server import EmbeddedRedis
 
@@ -68,5 +69,19 @@ async def test_scripts_with_many_arguments_round_trip(redis_server: EmbeddedRedi
             *values,
         )
         assert reply == [13, "é".encode() * 50, b"\x00\xff", b"12345678901234", b"0.25", 10_000]
+    finally:
+        await client.aclose()
+
+
+async def test_a_pool_built_elsewhere_opens_hiredis_connections(
+    redis_server: EmbeddedRedis,
+) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_server.url)
+    pack_with_hiredis(client)
+    try:
+        assert client.connection_pool.connection_class is HiredisConnection
+        assert await client.set("packed", "yes") and await client.get("packed") == b"yes"
     finally:
         await client.aclose()

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from config.settings import Settings
 from usersync.pairs import DELIVER_FUNCTION, PairQueue
-from usersync.redis_client import connect
+from usersync.redis_client import connect, pack_with_hiredis
 from usersync.vendor_guard import VendorGuard
 from workers.claim import ClaimingWorker
 from workers.engine import DeliveryEngine, RunAgain
@@ -69,8 +69,9 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         connector = aiohttp.TCPConnector(limit=settings.worker.concurrency * 2, limit_per_host=0)
         session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
-        # The engine's scripts go through a client of our own (hiredis packing, see
-        # usersync.redis_client); arq keeps its pool for its own short commands.
+        # The engine's scripts go through a client of our own; it and arq's pool pack commands
+        # with hiredis (usersync.redis_client).
+        pack_with_hiredis(ctx["redis"])
         redis = connect(redis_url, socket_timeout=10, socket_connect_timeout=2)
         pairs = PairQueue(redis, settings.retention.events_s)
         ctx["session"] = session
