@@ -30,6 +30,12 @@ started fresh for every configuration; the sandbox (and its users) lives for the
     .venv/bin/python bench/e2e.py --quick            # smoke run, under a minute
     .venv/bin/python bench/e2e.py --workers 2 --latencies 0 --events 10000
     .venv/bin/python bench/e2e.py --root /tmp/old    # another checkout, same figures
+    .venv/bin/python bench/e2e.py --profile          # + py-spy of the saturation workers
+
+Each row also says what went wrong, if anything: calls that were not 2xx, repeated calls of
+one delivery, dead letters, attempt outcomes other than `delivered` and warning/error lines
+in the workers' logs. The sandbox and Redis share the machine's cores with the workers: their
+CPU columns say when the simulator, not usersync, is the limit.
 """
 
 from __future__ import annotations
