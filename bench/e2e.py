@@ -66,6 +66,9 @@ import yaml
 
 QUEUE = "arq:queue"
 DEAD_LETTERS = "usersync:dead"
+JOB_SEQUENCE = "usersync:seq"
+"""Incremented for every pair job usersync schedules (the gateway's and each re-run's): over
+the deliveries, the job runs a delivery took (1 = none wasted)."""
 BATCH = 100
 POST_IN_FLIGHT = 256
 """Most event posts in flight at once in the fixed-rate phase (the pacer waits beyond)."""
@@ -171,8 +174,8 @@ def connected(pid: int, port: int) -> bool:
 def scan_logs(services: Sequence[common.Service]) -> tuple[list[str], dict[str, int]]:
     """The lines the services logged at warning or above (JSON lines by their `level`, any
     other line: the stdlib's, at warning and above, or a traceback), and the outcomes of
-    the `delivery_attempt` lines (usersync logs one per attempt at info), with the count of
-    all lines as "(log lines)"."""
+    the `delivery_attempt` lines (usersync logs one per attempt at info) and of every line's
+    `event` under "log:<event>" (what the log costs per delivery, and what else happened)."""
     problems: list[str] = []
     outcomes: Counter[str] = Counter()
     for service in services:
@@ -181,7 +184,6 @@ def scan_logs(services: Sequence[common.Service]) -> tuple[list[str], dict[str, 
         for line in service.log_path.read_text(errors="replace").splitlines():
             if not line.strip():
                 continue
-            outcomes["(log lines)"] += 1
             try:
                 entry = orjson.loads(line)
             except orjson.JSONDecodeError:
@@ -189,6 +191,7 @@ def scan_logs(services: Sequence[common.Service]) -> tuple[list[str], dict[str, 
             if not isinstance(entry, dict):
                 problems.append(f"{service.name}: {line}")
                 continue
+            outcomes[f"log:{entry.get('event')}"] += 1
             if entry.get("event") == "delivery_attempt":
                 outcomes[str(entry.get("outcome"))] += 1
             if entry.get("level") not in ("debug", "info"):
@@ -410,6 +413,7 @@ async def saturation(bench: Bench, system: str, workers: int, latency_ms: int) -
             profilers = start_profilers(services, marker)
         done = await drain(bench, samples)
         dead = await bench.redis.zcard(DEAD_LETTERS)
+        jobs = int(await bench.redis.get(JOB_SEQUENCE) or 0)
         bare_errors = int(await bench.redis.get(bare_arq.ERRORS_KEY) or 0)
     finally:
         stop_all(services)
@@ -439,6 +443,7 @@ async def saturation(bench: Bench, system: str, workers: int, latency_ms: int) -
         ),
         "peak_worker_rss_mb": round(samples.peak_rss(names), 1),
         "dead_letters": dead,
+        "jobs_per_delivery": round(jobs / max(counted["calls"], 1), 3) if jobs else 1.0,
         "bare_non_2xx": bare_errors,
         "attempt_outcomes": outcomes,
         "log_problems": len(problems),
@@ -533,12 +538,14 @@ async def fixed_rate(bench: Bench, workers: int, latency_ms: int, rate: float) -
         # warm-up at the same rate (connections, caches, both workers polling), not counted
         await offer(bench, f"warm-{marker}", rate, bench.args.warmup, 0)
         await drain(bench, samples)
+        warm_calls = len(await journal(bench))
         async with bench.http.delete(f"{bench.sandbox_url}/_sandbox/requests") as response:
             assert response.status == 200
         first_user = round(rate * bench.args.warmup) + 1
         accepted, posting = await offer(bench, marker, rate, bench.args.duration, first_user)
         done = await drain(bench, samples)
         dead = await bench.redis.zcard(DEAD_LETTERS)
+        jobs = int(await bench.redis.get(JOB_SEQUENCE) or 0)
     finally:
         stop_all(services)
     calls = await journal(bench)
@@ -584,6 +591,7 @@ async def fixed_rate(bench: Bench, workers: int, latency_ms: int, rate: float) -
         ),
         "peak_worker_rss_mb": round(samples.peak_rss([s.name for s in services]), 1),
         "dead_letters": dead,
+        "jobs_per_delivery": round(jobs / max(counted["calls"] + warm_calls, 1), 3),
         "attempt_outcomes": outcomes,
         "log_problems": len(problems),
         "log_sample": problems[:5],
@@ -734,6 +742,7 @@ def report(result: dict[str, Any]) -> None:
             r["sandbox_cpu_pct"],
             r["redis_cpu_pct"],
             r["peak_worker_rss_mb"],
+            f"{r['jobs_per_delivery']:.2f}",
             r["dead_letters"] if r["system"] == "usersync" else r["bare_non_2xx"],
         )
         for r in result["saturation"]
@@ -752,6 +761,7 @@ def report(result: dict[str, Any]) -> None:
                 "sandbox CPU %",
                 "redis CPU %",
                 "peak RSS MB",
+                "jobs/deliv",
                 "dead/non-2xx",
             ),
             rows,
@@ -807,7 +817,9 @@ def report(result: dict[str, Any]) -> None:
     )
     for r in result["saturation"] + result["latency"]:
         others = {
-            k: v for k, v in r["attempt_outcomes"].items() if k not in ("delivered", "(log lines)")
+            k: v
+            for k, v in r["attempt_outcomes"].items()
+            if k != "delivered" and not k.startswith("log:")
         }
         if others or r["dead_letters"] or r["non_2xx"] or r["repeated"] or not r["drained"]:
             print(
