@@ -108,3 +108,28 @@ async def test_commit_schedules_a_fresh_job_while_changes_remain(redis: Redis) -
     assert await pairs.commit("fleet-eu", "emp-42", "t2", 0, settle_second)
     assert not await redis.exists(keys.pair("fleet-eu", "emp-42"))
     assert not await redis.exists(keys.pending("fleet-eu", "emp-42"))
+
+
+async def test_jobs_of_one_instant_keep_the_order_they_were_scheduled(redis: Redis) -> None:
+    """A burst schedules many pair jobs within one millisecond; arq takes equal scores in id
+    order, which would group them by vendor (ids start with the vendor). The fraction from
+    the job sequence keeps them in scheduling order, so the vendors interleave."""
+    store = Store(redis, RETENTION_S)
+    records = [
+        IngestRecord(
+            source="hris",
+            event_id=f"burst-{n}",
+            user_id=f"emp-{n}",
+            order_key=1,
+            event_json=b"{}",
+            acceptance={"event_id": f"burst-{n}"},
+            targets=["plaspy", "fleet-eu", "mileapp"],
+            links={},
+            name_parts={},
+        )
+        for n in range(5)
+    ]
+    await store.ingest_many(records, "2026-11-22T10:15:00.000Z")
+    queued = [job.decode() for job in await redis.zrange("arq:queue", 0, -1)]
+    vendors = [job.split(":")[1] for job in queued]
+    assert vendors == ["plaspy", "fleet-eu", "mileapp"] * 5, queued

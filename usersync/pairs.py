@@ -27,9 +27,13 @@ EVENT_KEY_PREFIX = keys.PREFIX + "event:"
 
 SCHEDULE_LUA = """
 local function schedule(pair_key, job_prefix, payload, at, ttl, queue, seq, job_key_prefix)
-  local id = job_prefix .. redis.call('INCR', seq)
+  local n = redis.call('INCR', seq)
+  local id = job_prefix .. n
   redis.call('SET', job_key_prefix .. id, payload, 'PX', ttl)
-  redis.call('ZADD', queue, at, id)
+  -- jobs of one millisecond are taken in score order, then by id, which sorts by vendor:
+  -- a fraction of a ms from the sequence keeps them in the order they were scheduled, so a
+  -- burst's jobs interleave its vendors instead of filling a poll with one vendor's
+  redis.call('ZADD', queue, at + (n % 1000) / 1000, id)
   redis.call('HSET', pair_key, 'job', id)
   return id
 end
@@ -37,7 +41,8 @@ end
 """Lua shared by every script that may give a pair its next job: ingest, commit, replay.
 
 The job is written in arq's own format (see `job_payload`), with a key TTL that outlives the
-wait, so arq never drops it as expired."""
+wait, so arq never drops it as expired. Its score carries a fraction of a millisecond from the
+job sequence (arq runs a job once its score is at most now, in whole ms: at most 1 ms later)."""
 
 _BEGIN = """
 if redis.call('HGET', KEYS[1], 'job') ~= ARGV[1] then return {'stale'} end
