@@ -29,7 +29,7 @@ from tests.conftest import (
 from usersync import keys
 from usersync.redis_server import EmbeddedRedis, free_port
 from usersync.signing import signature_headers
-from usersync.store import IngestRecord, Store
+from usersync.store import MAX_WRITE_BATCH, IngestRecord, Store
 
 BATCH = "/v1/events:batch"
 
@@ -475,3 +475,22 @@ async def test_ingest_writes_links_profile_and_every_targets_pending_entry(
     status = await store.event_status("hris", "p-7")
     assert status is not None and set(status["targets"]) == {"fleet-eu", "mileapp"}
     assert status["received_at"] == at and status["user_id"] == "emp-1"
+
+
+async def test_one_callers_events_are_never_split_between_pipelines(
+    redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers may be in flight at once, so the order of a batch only holds if its events
+    share one pipeline, even past MAX_WRITE_BATCH; a concurrent post goes in another."""
+    store = Store(redis, settings.retention.events_s)
+    await store.ingest(record("warm-up"), "2026-11-22T10:15:00.000Z")
+    writes = count_writes(monkeypatch)
+    big = [record(f"big-{n}", user_id=f"emp-{n % 5}") for n in range(MAX_WRITE_BATCH + 88)]
+    answers, single = await asyncio.gather(
+        store.ingest_many(big, "2026-11-22T10:15:00.000Z"),
+        store.ingest(record("alone"), "2026-11-22T10:15:00.000Z"),
+    )
+    monkeypatch.undo()
+    assert all(created for created, _ in answers) and single[0]
+    counts = sorted(write.count(b"EVALSHA") for write in writes if b"EVALSHA" in write)
+    assert counts == [1, MAX_WRITE_BATCH + 88], counts  # (the second writer's connection)

@@ -6,9 +6,9 @@ land together or not at all: a 202 can only follow a write that contains everyth
 deliver, and a crash in between leaves nothing half-done. Jobs are written in arq's own format
 (JSON-serialised, see `usersync.pairs`) in the same round trip.
 
-Concurrent ingests share round trips: each waits in the store's queue, and one writer sends
-all that are waiting as one pipeline of EVALSHAs, while those arriving meanwhile wait for the
-next. An idle gateway pays no delay (the writer starts at the next turn of the event loop);
+Concurrent ingests share round trips: each waits in the store's queue, and a writer sends all
+that are waiting as one pipeline of EVALSHAs, while those arriving meanwhile wait for the next
+(two writers, so one batch is sent while Redis runs the other). An idle gateway pays no delay (the writer starts at the next turn of the event loop);
 a busy one pays one round trip per batch instead of one per event, which is where a Python
 Redis client's time goes (shared/notes/baselines.md).
 """
@@ -35,6 +35,11 @@ NAME_PARTS = ("given_name", "family_name", "display_name")
 MAX_WRITE_BATCH = 512
 """Most ingests sent in one pipeline: bounds a batch's reply size and the wait it adds to
 the first of its events."""
+WRITERS = 2
+"""Pipelines in flight at once: while Redis runs one batch's scripts, the next is on its way,
+so neither the gateway nor Redis waits for the other (each its own connection)."""
+
+_Pending = tuple["IngestRecord", str, "asyncio.Future[tuple[bool, bytes]]"]
 
 _INGEST = (
     SCHEDULE_LUA
@@ -109,40 +114,55 @@ class Store:
         self.retention_ms = retention_s * 1000
         self.queue_name = queue_name
         self._ingest = redis.register_script(_INGEST)
-        self._waiting: list[tuple[IngestRecord, str, asyncio.Future[tuple[bool, bytes]]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._waiting: list[list[_Pending]] = []
+        self._writers: set[asyncio.Task[None]] = set()
 
     async def ingest(self, record: IngestRecord, received_at: str) -> tuple[bool, bytes]:
         """Store the event and queue it for each target's pair; (False, original answer) if a
         duplicate. A pair without a scheduled job gets one (see `usersync.pairs`). Written
         with whatever other ingests are waiting; a Redis error raises (the caller answers 503)."""
-        return await self._submit(record, received_at)
+        (future,) = self._submit([record], received_at)
+        return await future
 
     async def ingest_many(
         self, records: Sequence[IngestRecord], received_at: str
     ) -> list[tuple[bool, bytes]]:
-        """`ingest` for several events, in order: each script is atomic on its own and sees
-        what the ones before it wrote, so a repeated event id is a duplicate of its first
-        occurrence and two events of one pair share its job. A Redis error raises (the caller
-        answers 503); the events stored before it are then answered as duplicates on retry."""
-        futures = [self._submit(record, received_at) for record in records]
-        return list(await asyncio.gather(*futures))
+        """`ingest` for several events, in order, in one pipeline: each script is atomic on
+        its own and sees what the ones before it wrote, so a repeated event id is a duplicate
+        of its first occurrence and two events of one pair share its job. A Redis error raises
+        (the caller answers 503); the events stored before it are then answered as duplicates
+        on retry."""
+        if not records:
+            return []
+        return list(await asyncio.gather(*self._submit(records, received_at)))
 
-    def _submit(self, record: IngestRecord, received_at: str) -> asyncio.Future[tuple[bool, bytes]]:
-        """Queue one ingest for the writer (started if idle); its future holds the answer."""
+    def _submit(
+        self, records: Sequence[IngestRecord], received_at: str
+    ) -> list[asyncio.Future[tuple[bool, bytes]]]:
+        """Queue one caller's ingests for a writer (started if fewer than WRITERS run); their
+        futures hold the answers. One caller's ingests are never split between pipelines."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[bool, bytes]] = loop.create_future()
-        self._waiting.append((record, received_at, future))
-        if self._writer is None or self._writer.done():
-            self._writer = loop.create_task(self._write_waiting())
-        return future
+        submission = [(record, received_at, loop.create_future()) for record in records]
+        self._waiting.append(submission)
+        if len(self._writers) < WRITERS:
+            writer = loop.create_task(self._write_waiting())
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+        return [future for *_, future in submission]
+
+    def _next_batch(self) -> list[_Pending]:
+        """Whole submissions from the front of the queue, up to MAX_WRITE_BATCH ingests (one
+        larger submission goes alone)."""
+        batch = self._waiting.pop(0)
+        while self._waiting and len(batch) + len(self._waiting[0]) <= MAX_WRITE_BATCH:
+            batch += self._waiting.pop(0)
+        return batch
 
     async def _write_waiting(self) -> None:
         """Send what is waiting as one pipeline, until nothing is; each caller gets its own
         answer or error. Never raises: a failed batch fails its callers, not the writer."""
         while self._waiting:
-            batch = self._waiting[:MAX_WRITE_BATCH]
-            del self._waiting[:MAX_WRITE_BATCH]
+            batch = self._next_batch()
             try:
                 answers = await self._write([(record, at) for record, at, _ in batch])
             except BaseException as exc:  # handed to every caller of the batch
