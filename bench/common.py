@@ -72,6 +72,16 @@ def event_body(
     return body
 
 
+def email_of(body: Any) -> str | None:
+    """The email a vendor call carries (Plaspy's body is a JSON Patch list)."""
+    if isinstance(body, list):
+        return next(
+            (op.get("value") for op in body if isinstance(op, dict) and op.get("path") == "/email"),
+            None,
+        )
+    return body.get("email") if isinstance(body, dict) else None
+
+
 def write_config(
     directory: Path,
     *,

@@ -140,16 +140,6 @@ class Samples:
         return max((rss[name] for _, _, rss in self.rows for name in chosen), default=0.0)
 
 
-def email_of(body: Any) -> str | None:
-    """The email a vendor call carries (Plaspy's body is a JSON Patch list)."""
-    if isinstance(body, list):
-        return next(
-            (op.get("value") for op in body if isinstance(op, dict) and op.get("path") == "/email"),
-            None,
-        )
-    return body.get("email") if isinstance(body, dict) else None
-
-
 def connected(pid: int, port: int) -> bool:
     """Whether process `pid` holds an established TCP connection to local port `port`: a
     worker that has connected to Redis is about to poll (arq opens its pool first)."""
@@ -341,9 +331,11 @@ async def drain(bench: Bench, samples: Samples, stall_s: float = 30) -> bool:
 def deliveries(calls: Sequence[tuple[str, dict[str, Any]]], marker: str) -> dict[str, Any]:
     """Count the calls of a phase: all of them, non-2xx ones, repeats of one (kind, email)."""
     ours = [
-        (kind, entry) for kind, entry in calls if (email_of(entry["body"]) or "").startswith(marker)
+        (kind, entry)
+        for kind, entry in calls
+        if (common.email_of(entry["body"]) or "").startswith(marker)
     ]
-    distinct = {(kind, email_of(entry["body"])) for kind, entry in ours}
+    distinct = {(kind, common.email_of(entry["body"])) for kind, entry in ours}
     times = [entry["received_at"] for _, entry in ours]
     return {
         "calls": len(ours),
@@ -554,7 +546,7 @@ async def fixed_rate(bench: Bench, workers: int, latency_ms: int, rate: float) -
     by_second: dict[int, list[float]] = {}
     origin = min(accepted.values(), default=0.0)
     for kind, entry in calls:
-        email = email_of(entry["body"])
+        email = common.email_of(entry["body"])
         if email in accepted and (kind, email) not in seen:
             latency = 1000 * (entry["received_at"] - accepted[email])
             seen[(kind, email)] = latency

@@ -121,16 +121,6 @@ def rate_from_e2e(path: Path) -> tuple[float | None, str]:
 # --- events and the journal ------------------------------------------------------------------
 
 
-def email_of(body: Any) -> str | None:
-    """The email a vendor call carries (Plaspy's body is a JSON Patch list)."""
-    if isinstance(body, list):
-        return next(
-            (op.get("value") for op in body if isinstance(op, dict) and op.get("path") == "/email"),
-            None,
-        )
-    return body.get("email") if isinstance(body, dict) else None
-
-
 @dataclass
 class Window:
     """What happened since the last sample."""
@@ -264,7 +254,9 @@ class Soak:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             journals = await self.read_journals()
-            if all(any(email_of(e.get("body")) == email for e in j) for j in journals.values()):
+            if all(
+                any(common.email_of(e.get("body")) == email for e in j) for j in journals.values()
+            ):
                 await self.clear_journals()
                 return
             await asyncio.sleep(0.2)
@@ -359,7 +351,7 @@ class Soak:
                 status = entry.get("status")
                 if status is not None and not 200 <= int(status) < 300:
                     window.vendor_errors += 1
-                email = email_of(entry.get("body"))
+                email = common.email_of(entry.get("body"))
                 n = event_number(email) if isinstance(email, str) else None
                 if n is None:
                     continue

@@ -28,20 +28,24 @@ async def pool(url: str) -> ArqRedis:
     )
 
 
-async def test_claims_due_free_jobs_up_to_the_free_slots(
-    redis_server: EmbeddedRedis, redis: Redis
-) -> None:
-    client = await pool(redis_server.url)
-    release = asyncio.Event()
-    worker = ClaimingWorker(
+def claiming_worker(url: str, max_jobs: int) -> ClaimingWorker:
+    return ClaimingWorker(
         functions=[func(record, name="record")],
-        redis_settings=RedisSettings.from_dsn(redis_server.url),
-        max_jobs=3,
+        redis_settings=RedisSettings.from_dsn(url),
+        max_jobs=max_jobs,
         keep_result=0,
         handle_signals=False,
         job_serializer=orjson.dumps,
         job_deserializer=orjson.loads,
     )
+
+
+async def test_claims_due_free_jobs_up_to_the_free_slots(
+    redis_server: EmbeddedRedis, redis: Redis
+) -> None:
+    client = await pool(redis_server.url)
+    release = asyncio.Event()
+    worker = claiming_worker(redis_server.url, max_jobs=3)
     try:
         for name in ("a", "b", "c", "d"):
             await client.enqueue_job("record", name, _job_id=name)
@@ -80,15 +84,7 @@ async def test_claims_no_more_than_the_free_slots(
 ) -> None:
     client = await pool(redis_server.url)
     release = asyncio.Event()
-    worker = ClaimingWorker(
-        functions=[func(record, name="record")],
-        redis_settings=RedisSettings.from_dsn(redis_server.url),
-        max_jobs=2,
-        keep_result=0,
-        handle_signals=False,
-        job_serializer=orjson.dumps,
-        job_deserializer=orjson.loads,
-    )
+    worker = claiming_worker(redis_server.url, max_jobs=2)
     try:
         for name in ("p", "q", "r"):
             await client.enqueue_job("record", name, _job_id=name)
