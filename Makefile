@@ -33,7 +33,7 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-# The benchmark suite (docs/performance.md): about 25 minutes, the soak taking 10 of them.
+# The benchmark suite (docs/performance.md): about 30 minutes, the soak taking 10 of them.
 # Each script prints its table and writes bench/results/<name>-latest.json; charts go to docs/img.
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
