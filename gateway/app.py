@@ -17,6 +17,7 @@ from gateway import routes
 from gateway.context import (
     DEAD_LETTERS,
     PREVIEWER,
+    SECRET_BOX,
     SETTINGS,
     SOURCE_RATES,
     STORE,
@@ -27,6 +28,7 @@ from gateway.context import (
 from gateway.errors import ApiError, redis_unavailable
 from usersync.dead_letters import DeadLetters
 from usersync.pairs import PairQueue
+from usersync.secrets import secret_box
 from usersync.source_rate import SourceRates
 from usersync.store import Store
 from usersync.vendor_guard import VendorGuard
@@ -75,5 +77,6 @@ def create_gateway_app(settings: Settings, store: Store, previewer: Previewer) -
     app[DEAD_LETTERS] = DeadLetters(store.redis, pairs)
     app[VENDOR_GUARD] = VendorGuard(store.redis)
     app[SOURCE_RATES] = SourceRates(store.redis)
+    app[SECRET_BOX] = secret_box(settings.secrets)
     routes.add_routes(app)
     return app

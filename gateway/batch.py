@@ -20,10 +20,10 @@ from aiohttp import web
 from config.settings import Settings, SourceSettings
 from gateway.auth import authenticate_source, authenticate_unsigned, enforce_source_rate, is_signed
 from gateway.body import MAX_ARRAY_ITEMS, parse_json_object, read_json_body
-from gateway.context import SETTINGS, SOURCE_RATES, STORE, json_response
+from gateway.context import SECRET_BOX, SETTINGS, SOURCE_RATES, STORE, json_response
 from gateway.errors import ApiError
 from gateway.ingest import build_record, validated_event
-from usersync.secrets import SecretBox, secret_box
+from usersync.secrets import SecretBox
 from usersync.status import utc_now_iso
 from usersync.store import IngestRecord
 
@@ -91,7 +91,7 @@ async def post_events_batch(request: web.Request) -> web.Response:
     events = _events(envelope, settings)
     await enforce_source_rate(request.app[SOURCE_RATES], source, cost=len(events))
 
-    box = secret_box(settings.secrets)
+    box = request.app[SECRET_BOX]
     results: list[dict[str, Any]] = []
     records: list[IngestRecord] = []
     accepted_at: list[int] = []  # the index in `results` of each record

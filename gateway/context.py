@@ -11,6 +11,7 @@ from aiohttp import web
 from config.settings import Settings
 from gateway.events import Event
 from usersync.dead_letters import DeadLetters
+from usersync.secrets import SecretBox
 from usersync.source_rate import SourceRates
 from usersync.store import Store
 from usersync.vendor_guard import VendorGuard
@@ -24,6 +25,8 @@ PREVIEWER: web.AppKey[Previewer] = web.AppKey("previewer")
 DEAD_LETTERS = web.AppKey("dead_letters", DeadLetters)
 VENDOR_GUARD = web.AppKey("vendor_guard", VendorGuard)
 SOURCE_RATES = web.AppKey("source_rates", SourceRates)
+SECRET_BOX = web.AppKey("secret_box", SecretBox)
+"""The configured keys' box, built once with the app: every post seals with it."""
 
 
 def json_response(

@@ -19,11 +19,10 @@ from gateway.auth import (
     require_admin,
 )
 from gateway.body import parse_json_object, read_json_body, read_json_object
-from gateway.context import PREVIEWER, SETTINGS, SOURCE_RATES, STORE, json_response
+from gateway.context import PREVIEWER, SECRET_BOX, SETTINGS, SOURCE_RATES, STORE, json_response
 from gateway.errors import ApiError, schema_error
 from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN, Event
 from gateway.ingest import build_record, check_secrets, validated_event
-from usersync.secrets import secret_box
 from usersync.status import utc_now_iso
 
 log = structlog.get_logger("usersync.gateway")
@@ -48,8 +47,7 @@ async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[st
 async def post_event(request: web.Request) -> web.Response:
     caller, event, targets = await _validated_event(request)
     assert caller.source is not None
-    box = secret_box(request.app[SETTINGS].secrets)
-    record = build_record(event, targets, caller.source, box)
+    record = build_record(event, targets, caller.source, request.app[SECRET_BOX])
     created, answer = await request.app[STORE].ingest(record, utc_now_iso())
     if created:
         log.info("event_accepted", source=caller.source.name, targets=targets, outcome="accepted")
@@ -62,7 +60,7 @@ async def post_event(request: web.Request) -> web.Response:
 
 async def preview_event(request: web.Request) -> web.Response:
     _, event, targets = await _validated_event(request)
-    check_secrets(event, secret_box(request.app[SETTINGS].secrets))  # refused as a post would be
+    check_secrets(event, request.app[SECRET_BOX])  # refused as a post would be
     previews = await request.app[PREVIEWER](event, targets)
     return json_response({"event_id": event.event_id, "targets": previews})
 

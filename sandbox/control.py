@@ -157,7 +157,7 @@ async def get_requests(request: web.Request) -> web.Response:
     entries = [entry.describe() for entry in journal]
     if request.query.get("drain") in ("1", "true"):
         del journal[: len(entries)]
-    return web.Response(body=json.dumps(entries).encode(), content_type="application/json")
+    return web.json_response(entries)
 
 
 async def clear_requests(request: web.Request) -> web.Response:

@@ -23,6 +23,7 @@ import pytest
 import structlog
 import yaml
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 
 from config.settings import Settings
 from sandbox import create_sandbox_app
@@ -331,3 +332,36 @@ def log_output() -> Iterator[io.BytesIO]:
 
 def log_lines(stream: io.BytesIO) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in stream.getvalue().splitlines()]
+
+
+async def run_cli(config: Path, url: str, *args: str) -> tuple[int, str, str]:
+    """`usersync ARGS --config CONFIG --url URL` as a subprocess, without blocking the event
+    loop an in-process gateway answers on; (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "usersync",
+        *args,
+        "--config",
+        str(config),
+        "--url",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every write redis-py sends from now on (one per round trip), as bytes."""
+    writes: list[bytes] = []
+    original = AbstractConnection.send_packed_command
+
+    async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        writes.append(command if isinstance(command, bytes) else b"".join(command))
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    return writes

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from tests.conftest import (
     event,
     make_raw_settings,
     make_settings,
+    run_cli,
     running_gateway,
 )
 from tests.test_admin_api import ADMIN_CALLS
@@ -685,23 +685,9 @@ def test_signature_matches_the_documented_formula() -> None:
 
 
 async def usersync(config: Path, url: str, *args: str) -> tuple[int, Any, str]:
-    """`usersync ARGS --config CONFIG --url URL` without blocking the gateway's event loop;
-    (exit code, parsed stdout, stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "usersync",
-        *args,
-        "--config",
-        str(config),
-        "--url",
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, orjson.loads(stdout) if stdout.strip() else None, stderr.decode()
+    """`run_cli` with its stdout parsed as JSON (None when empty)."""
+    code, stdout, stderr = await run_cli(config, url, *args)
+    return code, orjson.loads(stdout) if stdout.strip() else None, stderr
 
 
 async def test_cli_signs_with_the_sources_hmac_secret(

@@ -10,7 +10,6 @@ import aiohttp
 import orjson
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
 
 from config.settings import Settings
 from gateway.batch import BODY_CAP, body_limit
@@ -22,6 +21,7 @@ from tests.conftest import (
     IDP_TOKEN,
     Gateway,
     Sandbox,
+    count_writes,
     event,
     make_settings,
     running_gateway,
@@ -294,20 +294,6 @@ async def test_ingest_many_is_one_round_trip(
     assert len(writes) == 1, [w[:60] for w in writes]
     assert b"SCRIPT" not in writes[0] and writes[0].count(b"EVALSHA") == 51
     assert await store.ingest_many([], "2026-11-22T10:15:00.000Z") == []
-
-
-def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every write redis-py sends from now on (one per round trip), as bytes."""
-    writes: list[bytes] = []
-    original = AbstractConnection.send_packed_command
-
-    async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
-        packed = command if isinstance(command, bytes) else b"".join(command)
-        writes.append(packed)
-        await original(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-    return writes
 
 
 async def test_concurrent_ingests_share_one_pipeline(

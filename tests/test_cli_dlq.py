@@ -3,16 +3,14 @@ real gateway with the admin token from the config file."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, Gateway, Sandbox, write_config
+from tests.conftest import ADMIN_TOKEN, Gateway, Sandbox, run_cli, write_config
 from tests.test_dead_letters import no_link
 from usersync.redis_server import EmbeddedRedis
 
@@ -20,23 +18,8 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 
 async def usersync(gateway: Gateway, config: Path, *args: str) -> tuple[int, str, str]:
-    """Run `usersync ARGS --config CONFIG --url GATEWAY` without blocking the event loop the
-    in-process gateway answers on; (exit code, stdout, stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "usersync",
-        *args,
-        "--config",
-        str(config),
-        "--url",
-        gateway.url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
+    """`run_cli` against the in-process gateway."""
+    return await run_cli(config, gateway.url, *args)
 
 
 def documents(text: str) -> list[Any]:

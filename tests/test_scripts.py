@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
+from tests.conftest import count_writes
 from usersync.scripts import ScriptCall, reply_or_raise, run_together
 
 INCR = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
 ECHO = "return ARGV[1] .. ':' .. KEYS[1]"
 FAIL = "return redis.error_reply('refused here')"
-
-
-def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    writes: list[bytes] = []
-    original = AbstractConnection.send_packed_command
-
-    async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
-        writes.append(command if isinstance(command, bytes) else b"".join(command))
-        await original(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-    return writes
 
 
 async def test_calls_of_several_scripts_share_one_round_trip(

@@ -59,9 +59,8 @@ _OURS: dict[type, type] = {
 def connect(url: str, **options: Any) -> Redis:
     """A client for `url` (redis://, rediss:// or unix://) whose connections pack with hiredis;
     `options` as for `Redis.from_url`. The URL chooses the transport, as in redis-py."""
-    pool = ConnectionPool.from_url(url, **options)
-    pool.connection_class = _OURS.get(pool.connection_class, pool.connection_class)
-    client: Redis = Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
+    client: Redis = Redis.from_pool(ConnectionPool.from_url(url, **options))  # owns the pool
+    pack_with_hiredis(client)  # before any connection is opened: every one packs with hiredis
     return client
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -114,7 +115,7 @@ class Store:
         self.retention_ms = retention_s * 1000
         self.queue_name = queue_name
         self._ingest = redis.register_script(_INGEST)
-        self._waiting: list[list[_Pending]] = []
+        self._waiting: deque[list[_Pending]] = deque()
         self._writers: set[asyncio.Task[None]] = set()
 
     async def ingest(self, record: IngestRecord, received_at: str) -> tuple[bool, bytes]:
@@ -153,9 +154,9 @@ class Store:
     def _next_batch(self) -> list[_Pending]:
         """Whole submissions from the front of the queue, up to MAX_WRITE_BATCH ingests (one
         larger submission goes alone)."""
-        batch = self._waiting.pop(0)
+        batch = self._waiting.popleft()
         while self._waiting and len(batch) + len(self._waiting[0]) <= MAX_WRITE_BATCH:
-            batch += self._waiting.pop(0)
+            batch += self._waiting.popleft()
         return batch
 
     async def _write_waiting(self) -> None:

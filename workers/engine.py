@@ -159,6 +159,7 @@ class DeliveryEngine:
         self.adapters = adapters
         self.session = session
         self.random = random_source
+        self.box = secret_box(settings.secrets)
         self.bulkheads = {
             name: asyncio.Semaphore(settings.in_flight_limit(name)) for name in settings.vendors
         }
@@ -245,7 +246,6 @@ class DeliveryEngine:
 
         A stored event's secrets are encrypted (`usersync.secrets`): they are decrypted here,
         in memory, before validation. One that no configured key opens is `dead` at once."""
-        box = secret_box(self.settings.secrets)
         candidates = []
         for pending in run.batch.pending:
             if pending.event_json is None or pending.status_json is None:
@@ -258,7 +258,7 @@ class DeliveryEngine:
                 continue
             history = orjson.loads(pending.history_json) if pending.history_json else []
             try:
-                event = _parsed_event(pending.event_json, box)
+                event = _parsed_event(pending.event_json, self.box)
             except SecretUndecryptable as exc:
                 log.warning(
                     "stored_secret_undecryptable", ref=pending.ref, field=exc.path, outcome="dead"
