@@ -70,7 +70,8 @@ async def test_preview_validates_like_posting(gateway: Gateway) -> None:
 
 @pytest.mark.usefixtures("worker")
 async def test_preview_matches_what_the_vendor_receives(gateway: Gateway, sandbox: Sandbox) -> None:
-    """The previewed body is byte for byte the body the sandbox then receives (no secrets here)."""
+    """The previewed body is byte for byte the body the sandbox then receives: both come from
+    `workers.planning.translate`, the one planning path (no secrets here)."""
     changes = {
         "email": "ada@example.com",
         "given_name": "Ada",

@@ -16,7 +16,6 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -25,13 +24,11 @@ import structlog
 from pydantic import ValidationError
 
 from config.settings import Settings, VendorSettings
-from gateway.events import Event
-from usersync.pairs import Commit, EventUpdate, PairBatch, PairQueue, PendingRef
-from usersync.scripts import ScriptCall
-from usersync.secrets import SecretBox, SecretUndecryptable, secret_box
-from usersync.status import DeliveryState, TargetStatus, utc_now_iso
+from usersync.pairs import Commit, PairQueue
+from usersync.secrets import SecretUndecryptable, secret_box
+from usersync.status import TargetStatus, utc_now_iso
 from usersync.vendor_guard import CallOutcome, VendorGuard
-from workers import coalesce
+from workers import coalesce, planning
 from workers.backoff import retry_delay
 from workers.errors import (
     NoLink,
@@ -39,106 +36,23 @@ from workers.errors import (
     RetryableDeliveryError,
     SchemaRefused,
 )
+from workers.runs import (
+    Candidate,
+    Run,
+    RunAgain,
+    attempt_record,
+    ms_since,
+    now_ms,
+    parsed_event,
+    select_carried,
+)
 from workers.transport import send
-from workers.vendors.base import ChangeSet, Translation, VendorAdapter, VendorRequest
+from workers.vendors.base import Translation, VendorAdapter, VendorRequest
 
 log = structlog.get_logger("usersync.worker")
 
-HISTORY_KEPT = 20
-"""Attempt records kept per (event, target) for dead letters: the most recent ones."""
 BULKHEAD_WAIT_S = (0.2, 0.5)
 """A run that finds its vendor's in-flight limit reached tries again this much later."""
-
-
-class RunAgain(Exception):
-    """The pair's job must run again (same job) in `delay_s`: another run holds its lease."""
-
-    def __init__(self, delay_s: float) -> None:
-        super().__init__(delay_s)
-        self.delay_s = delay_s
-
-
-@dataclass
-class Candidate:
-    """One pending event of the pair, read and parsed."""
-
-    pending: PendingRef
-    event: Event
-    status: TargetStatus
-    history: list[dict[str, Any]]
-    values: coalesce.FieldValues
-    fresh: dict[str, Any] = field(default_factory=dict)
-    translation: Translation | None = None
-
-    @property
-    def event_id(self) -> str:
-        return self.event.event_id
-
-
-@dataclass
-class Run:
-    """What one job run accumulates before it commits."""
-
-    target: str
-    user_id: str
-    token: str
-    batch: PairBatch
-
-    vendor_user_id: str | None = None
-    updates: list[EventUpdate] = field(default_factory=list)
-    guard_record: ScriptCall | None = None
-    """How the run's call went, for the vendor guard: sent with the commit, one round trip."""
-
-    def drop(self, pending: PendingRef) -> None:
-        """Take a ref out of the pair without writing its event (gone, or already final)."""
-        self.updates.append(EventUpdate(pending.ref, b"", b"", remove=True))
-
-    def settle(
-        self, candidate: Candidate, state: DeliveryState, error: str | None, **outcome: Any
-    ) -> None:
-        """Record an event's new status (see `settle_ref` for the keyword arguments)."""
-        self.settle_ref(
-            candidate.pending, candidate.status, candidate.history, state, error, **outcome
-        )
-
-    def settle_ref(
-        self,
-        pending: PendingRef,
-        previous: TargetStatus,
-        history: list[dict[str, Any]],
-        state: DeliveryState,
-        error: str | None,
-        *,
-        attempt: dict[str, Any] | None = None,
-        remove: bool = True,
-        next_attempt_at: str | None = None,
-        coalesced: int | None = None,
-    ) -> None:
-        """Record an event's new status; `attempt` is the record of a call that carried it,
-        `remove` takes it out of the pair's pending set, `coalesced` counts the call's events."""
-        now = utc_now_iso()
-        if attempt is not None:
-            history = [*history, {**attempt, "outcome": state, "error": error}][-HISTORY_KEPT:]
-        status = TargetStatus(
-            status=state,
-            attempts=previous.attempts + (1 if attempt is not None else 0),
-            last_http_status=attempt["http_status"] if attempt else previous.last_http_status,
-            last_error=error,
-            updated_at=now,
-            first_attempt_at=previous.first_attempt_at or (now if attempt else None),
-            next_attempt_at=next_attempt_at,
-            coalesced=coalesced,
-            replayed_at=previous.replayed_at,
-        )
-        self.updates.append(
-            EventUpdate(
-                pending.ref,
-                status.to_json(),
-                orjson.dumps(history),
-                remove=remove,
-                dead=state == "dead",
-            )
-        )
 
 
 class DeliveryEngine:
@@ -186,7 +100,7 @@ class DeliveryEngine:
             raise
         commit.updates = run.updates
         if not await self.pairs.commit(
-            target, user_id, token, _now_ms(), commit, before=run.guard_record
+            target, user_id, token, now_ms(), commit, before=run.guard_record
         ):
             log.warning("lease_lost", outcome="lease_lost", events=len(run.updates))
 
@@ -196,7 +110,7 @@ class DeliveryEngine:
                 run.target,
                 run.user_id,
                 run.token,
-                _now_ms(),
+                now_ms(),
                 Commit("release"),
                 before=run.guard_record,
             )
@@ -212,7 +126,7 @@ class DeliveryEngine:
                 self._log_unsent(candidate, "dead", "vendor_not_configured")
                 run.settle(candidate, "dead", "vendor_not_configured")
             return Commit("next")
-        selected = _select(candidates, run.batch.isolate)
+        selected = select_carried(candidates, run.batch.isolate)
         isolate = max(0, run.batch.isolate - 1) if run.batch.isolate else None
         included = self._plan(run, adapter, selected)
         if not included:
@@ -229,7 +143,7 @@ class DeliveryEngine:
         bulkhead = self.bulkheads[run.target]
         if bulkhead.locked():
             wait_s = BULKHEAD_WAIT_S[0] + self.random() * (BULKHEAD_WAIT_S[1] - BULKHEAD_WAIT_S[0])
-            return Commit("at", at_ms=_now_ms() + int(wait_s * 1000))
+            return Commit("at", at_ms=now_ms() + int(wait_s * 1000))
         async with bulkhead:
             permit = await self.guard.permit(run.target, vendor, None, run.token, run.batch.slot)
             if not permit.allowed:
@@ -258,7 +172,7 @@ class DeliveryEngine:
                 continue
             history = orjson.loads(pending.history_json) if pending.history_json else []
             try:
-                event = _parsed_event(pending.event_json, self.box)
+                event = parsed_event(pending.event_json, self.box)
             except SecretUndecryptable as exc:
                 log.warning(
                     "stored_secret_undecryptable", ref=pending.ref, field=exc.path, outcome="dead"
@@ -285,14 +199,8 @@ class DeliveryEngine:
         """Settle what needs no call; return the candidates the call must carry."""
         if not selected:
             return []
-        newest = selected[-1].event
-        vendor_user_id = newest.user.external_ids.get(run.target) or next(
-            (
-                c.event.user.external_ids[run.target]
-                for c in reversed(selected)
-                if run.target in c.event.user.external_ids
-            ),
-            run.batch.link,
+        vendor_user_id = planning.vendor_user_id(
+            run.target, [c.event for c in selected], run.batch.link
         )
         included = []
         for candidate in selected:
@@ -306,16 +214,14 @@ class DeliveryEngine:
                 self._log_unsent(candidate, "skipped", "stale")
                 run.settle(candidate, "skipped", "stale")
                 continue
-            changes, vendor_fields = coalesce.unflatten(candidate.fresh)
             try:
-                candidate.translation = adapter.translate(
-                    ChangeSet(
-                        user_id=run.user_id,
-                        vendor_user_id=vendor_user_id,
-                        changes=changes,
-                        vendor_fields=candidate.values.opaque or vendor_fields,
-                        profile=run.batch.profile,
-                    )
+                candidate.translation = planning.translate(
+                    adapter,
+                    run.user_id,
+                    vendor_user_id,
+                    candidate.fresh,
+                    candidate.values.opaque,
+                    run.batch.profile,
                 )
             except PermanentDeliveryError as exc:
                 self._refuse(run, candidate, exc)
@@ -338,22 +244,15 @@ class DeliveryEngine:
     def _merged(self, run: Run, adapter: VendorAdapter, included: list[Candidate]) -> Translation:
         """One translation of every included change, newest value per field key."""
         merged, _ = coalesce.merge((c.pending.order, c.fresh) for c in included)
-        changes, vendor_fields = coalesce.unflatten(merged)
-        return adapter.translate(
-            ChangeSet(
-                user_id=run.user_id,
-                vendor_user_id=run.vendor_user_id or "",
-                changes=changes,
-                vendor_fields=vendor_fields,
-                profile=run.batch.profile,
-            )
+        return planning.translate(
+            adapter, run.user_id, run.vendor_user_id or "", merged, None, run.batch.profile
         )
 
     def _deferred(self, run: Run, verdict: str, wait_ms: int, slot_ms: int | None) -> Commit:
         """The guard said not now: the pair's job runs again later; no attempt is counted. A
         reserved rate slot is kept as the guard gave it (its clock is Redis's)."""
         spread = 0 if verdict == "rate" else int(self.random() * min(1000, wait_ms / 10 + 50))
-        at_ms = _now_ms() + wait_ms + spread
+        at_ms = now_ms() + wait_ms + spread
         log.info("delivery_deferred", reason=verdict, wait_ms=wait_ms + spread, outcome="deferred")
         slot = slot_ms if verdict == "rate" else None
         return Commit("at", at_ms=at_ms, slot=slot, held=verdict == "open")
@@ -378,12 +277,12 @@ class DeliveryEngine:
             run.guard_record = self.guard.record_call(
                 run.target, vendor, None, run.token, outcome, exc.retry_after_s
             )
-            return self._retry_or_die(run, vendor, included, exc, _ms_since(started))
+            return self._retry_or_die(run, vendor, included, exc, ms_since(started))
         except PermanentDeliveryError as exc:
             run.guard_record = self.guard.record_call(
                 run.target, vendor, None, run.token, "refused"
             )
-            attempt = _attempt_record(included, exc.http_status or http_status, _ms_since(started))
+            attempt = attempt_record(included, exc.http_status or http_status, ms_since(started))
             if len(included) > 1:
                 self._log_call(included, attempt, "isolate", exc.describe())
                 return Commit("next", isolate=len(included))
@@ -393,7 +292,7 @@ class DeliveryEngine:
         run.guard_record = self.guard.record_call(
             run.target, vendor, None, run.token, "success", usage=result.usage
         )
-        attempt = _attempt_record(included, http_status, _ms_since(started))
+        attempt = attempt_record(included, http_status, ms_since(started))
         usage = {"vendor_usage": dict(result.usage)} if result.usage else {}
         self._log_call(included, attempt, "delivered", None, **usage)
         for candidate in included:
@@ -412,7 +311,7 @@ class DeliveryEngine:
         """After a retryable failure: each carried event retries later or, once its attempts
         or age run out, is dead; the pair's job is scheduled after the backoff."""
         policy = vendor.retry
-        attempt = _attempt_record(included, exc.http_status, duration_ms)
+        attempt = attempt_record(included, exc.http_status, duration_ms)
         number = attempt["attempt"]
         delay = retry_delay(number, policy, exc.retry_after_s, self.random)
         now = dt.datetime.now(dt.UTC)
@@ -484,50 +383,6 @@ class DeliveryEngine:
             outcome=outcome,
             **extra,
         )
-
-
-def _parsed_event(stored_json: bytes, box: SecretBox) -> Event:
-    """A stored event, its secrets decrypted; one without any is parsed straight from its
-    JSON (pydantic's parser), the common case, skipping the walk for secrets."""
-    if box.holds_ciphertext(stored_json):
-        return Event.model_validate(box.open(orjson.loads(stored_json)))
-    return Event.model_validate_json(stored_json)
-
-
-def _select(candidates: list[Candidate], isolate: int) -> list[Candidate]:
-    """The candidates one call may carry: one while isolating after a refused batch; else all,
-    up to (not past) an event whose vendor fields cannot be merged, which goes alone."""
-    if not candidates:
-        return []
-    if isolate or candidates[0].values.opaque is not None:
-        return candidates[:1]
-    selected = []
-    for candidate in candidates:
-        if candidate.values.opaque is not None:
-            break
-        selected.append(candidate)
-    return selected
-
-
-def _attempt_record(
-    included: list[Candidate], http_status: int | None, duration_ms: float
-) -> dict[str, Any]:
-    """One call as the attempt history of each event it carried records it."""
-    return {
-        "at": utc_now_iso(),
-        "attempt": max(c.status.attempts for c in included) + 1,
-        "http_status": http_status,
-        "duration_ms": duration_ms,
-        "coalesced": len(included),
-    }
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _ms_since(started: float) -> float:
-    return round((time.monotonic() - started) * 1000, 1)
 
 
 def _iso(value: dt.datetime) -> str:

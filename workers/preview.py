@@ -9,7 +9,7 @@ from gateway.context import Previewer
 from gateway.events import Event
 from usersync.store import Store
 from workers.errors import PermanentDeliveryError
-from workers.planning import plan_delivery
+from workers.planning import plan_preview
 from workers.vendors.base import Omission, VendorAdapter
 
 
@@ -22,7 +22,7 @@ def make_previewer(store: Store, adapters: Mapping[str, VendorAdapter]) -> Previ
         answers: dict[str, Any] = {}
         for target in targets:
             try:
-                translation = await plan_delivery(store, adapters[target], event)
+                translation = await plan_preview(store, adapters[target], event)
             except PermanentDeliveryError as exc:
                 answers[target] = {
                     "outcome": "refused",

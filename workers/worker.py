@@ -27,7 +27,8 @@ from usersync.pairs import DELIVER_FUNCTION, PairQueue
 from usersync.redis_client import connect, pack_with_hiredis
 from usersync.vendor_guard import VendorGuard
 from workers.claim import ClaimingWorker
-from workers.engine import DeliveryEngine, RunAgain
+from workers.engine import DeliveryEngine
+from workers.runs import RunAgain
 from workers.vendors.base import VendorAdapter
 
 log = structlog.get_logger("usersync.worker")

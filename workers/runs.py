@@ -1,0 +1,159 @@
+"""What one job run of a pair reads, decides and writes: its candidates and its records.
+
+`Run` accumulates every event's new status while the engine decides; the engine hands them to
+the pair's commit in one round trip (`usersync.pairs`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway.events import Event
+from usersync.pairs import EventUpdate, PairBatch, PendingRef
+from usersync.scripts import ScriptCall
+from usersync.secrets import SecretBox
+from usersync.status import DeliveryState, TargetStatus, utc_now_iso
+from workers import coalesce
+from workers.vendors.base import Translation
+
+HISTORY_KEPT = 20
+"""Attempt records kept per (event, target) for dead letters: the most recent ones."""
+
+
+class RunAgain(Exception):
+    """The pair's job must run again (same job) in `delay_s`: another run holds its lease."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(delay_s)
+        self.delay_s = delay_s
+
+
+@dataclass
+class Candidate:
+    """One pending event of the pair, read and parsed."""
+
+    pending: PendingRef
+    event: Event
+    status: TargetStatus
+    history: list[dict[str, Any]]
+    values: coalesce.FieldValues
+    fresh: dict[str, Any] = field(default_factory=dict)
+    translation: Translation | None = None
+
+    @property
+    def event_id(self) -> str:
+        return self.event.event_id
+
+
+@dataclass
+class Run:
+    """What one job run accumulates before it commits."""
+
+    target: str
+    user_id: str
+    token: str
+    batch: PairBatch
+
+    vendor_user_id: str | None = None
+    updates: list[EventUpdate] = field(default_factory=list)
+    guard_record: ScriptCall | None = None
+    """How the run's call went, for the vendor guard: sent with the commit, one round trip."""
+
+    def drop(self, pending: PendingRef) -> None:
+        """Take a ref out of the pair without writing its event (gone, or already final)."""
+        self.updates.append(EventUpdate(pending.ref, b"", b"", remove=True))
+
+    def settle(
+        self, candidate: Candidate, state: DeliveryState, error: str | None, **outcome: Any
+    ) -> None:
+        """Record an event's new status (see `settle_ref` for the keyword arguments)."""
+        self.settle_ref(
+            candidate.pending, candidate.status, candidate.history, state, error, **outcome
+        )
+
+    def settle_ref(
+        self,
+        pending: PendingRef,
+        previous: TargetStatus,
+        history: list[dict[str, Any]],
+        state: DeliveryState,
+        error: str | None,
+        *,
+        attempt: dict[str, Any] | None = None,
+        remove: bool = True,
+        next_attempt_at: str | None = None,
+        coalesced: int | None = None,
+    ) -> None:
+        """Record an event's new status; `attempt` is the record of a call that carried it,
+        `remove` takes it out of the pair's pending set, `coalesced` counts the call's events."""
+        now = utc_now_iso()
+        if attempt is not None:
+            history = [*history, {**attempt, "outcome": state, "error": error}][-HISTORY_KEPT:]
+        status = TargetStatus(
+            status=state,
+            attempts=previous.attempts + (1 if attempt is not None else 0),
+            last_http_status=attempt["http_status"] if attempt else previous.last_http_status,
+            last_error=error,
+            updated_at=now,
+            first_attempt_at=previous.first_attempt_at or (now if attempt else None),
+            next_attempt_at=next_attempt_at,
+            coalesced=coalesced,
+            replayed_at=previous.replayed_at,
+        )
+        self.updates.append(
+            EventUpdate(
+                pending.ref,
+                status.to_json(),
+                orjson.dumps(history),
+                remove=remove,
+                dead=state == "dead",
+            )
+        )
+
+
+def attempt_record(
+    included: list[Candidate], http_status: int | None, duration_ms: float
+) -> dict[str, Any]:
+    """One call as the attempt history of each event it carried records it."""
+    return {
+        "at": utc_now_iso(),
+        "attempt": max(c.status.attempts for c in included) + 1,
+        "http_status": http_status,
+        "duration_ms": duration_ms,
+        "coalesced": len(included),
+    }
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)
+
+
+def parsed_event(stored_json: bytes, box: SecretBox) -> Event:
+    """A stored event, its secrets decrypted; one without any is parsed straight from its
+    JSON (pydantic's parser), the common case, skipping the walk for secrets."""
+    if box.holds_ciphertext(stored_json):
+        return Event.model_validate(box.open(orjson.loads(stored_json)))
+    return Event.model_validate_json(stored_json)
+
+
+def select_carried(candidates: list[Candidate], isolate: int) -> list[Candidate]:
+    """The candidates one call may carry: one while isolating after a refused batch; else all,
+    up to (not past) an event whose vendor fields cannot be merged, which goes alone."""
+    if not candidates:
+        return []
+    if isolate or candidates[0].values.opaque is not None:
+        return candidates[:1]
+    selected = []
+    for candidate in candidates:
+        if candidate.values.opaque is not None:
+            break
+        selected.append(candidate)
+    return selected
