@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Literal
 
 from cryptography.fernet import Fernet
 from pydantic import (
@@ -25,6 +25,11 @@ from pydantic import (
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 """Names of sources and vendor instances: they appear in URLs, Redis keys and metrics."""
+LinkMode = Literal["set", "create", "none"]
+"""What a source's `user.external_ids` may do to identity links (`sources[].link_mode`)."""
+ADMIN_SETTER = "admin"
+"""Who set an identity link through the admin API (a link set by an event shows its source's
+name, so no source may take this one)."""
 
 
 class _Strict(BaseModel):
@@ -146,6 +151,12 @@ class SourceSettings(_Strict):
     )
     allowed_targets: list[str] | None = Field(
         default=None, description="vendor instances this source may target; left out: all"
+    )
+    link_mode: LinkMode = Field(
+        default="set",
+        description="what the source's user.external_ids may do to identity links: set "
+        "(create and change), create (create a missing link, never change one: a different id "
+        "is a 409 link_conflict), none (external ids refused, 422 links_not_allowed)",
     )
 
     @model_validator(mode="after")
@@ -315,6 +326,10 @@ class Settings(_Strict):
         if duplicates:
             raise ValueError(f"sources: duplicate names {duplicates}")
         self._credential_checks()
+        if ADMIN_SETTER in names:
+            raise ValueError(
+                f"sources: the name {ADMIN_SETTER!r} is reserved (links set by the admin show it)"
+            )
         for source in self.sources:
             unknown = sorted(set(source.allowed_targets or ()) - set(self.vendors))
             if unknown:

@@ -28,9 +28,9 @@ class ErrorDetail(_Answer):
         description="machine-readable: malformed_json (400); unauthorized, bad_signature, "
         "stale_signature, replayed_signature, signature_required (401); forbidden, "
         "source_mismatch, target_not_allowed (403); not_found (404); method_not_allowed (405); "
-        "unreplayable (409); expired (410); body_too_large (413); unsupported_media_type "
-        "(415); schema_violation, no_targets, secrets_not_configured (422); rate_limited "
-        "(429); redis_unavailable (503)"
+        "link_conflict, unreplayable (409); expired (410); body_too_large (413); "
+        "unsupported_media_type (415); schema_violation, no_targets, secrets_not_configured, "
+        "links_not_allowed (422); rate_limited (429); redis_unavailable (503)"
     )
     message: str = Field(description="for people")
     details: Any = Field(
@@ -149,15 +149,37 @@ class LinkRequest(_Answer):
     id: str = Field(min_length=1, max_length=200)
 
 
+def _set_by() -> Any:
+    return Field(
+        description="who gave the link its current id: a source's name (from an event's "
+        "`user.external_ids`) or `admin` (this API); null for a link stored before this was kept"
+    )
+
+
+def _set_at() -> Any:
+    return Field(description="when, UTC, ms; null as for set_by")
+
+
 class Link(_Answer):
     user_id: str
     vendor: str
     id: str
+    set_by: str | None = _set_by()
+    set_at: str | None = _set_at()
+
+
+class LinkDetail(_Answer):
+    id: str
+    set_by: str | None = _set_by()
+    set_at: str | None = _set_at()
 
 
 class Links(_Answer):
     user_id: str
     links: dict[str, str] = Field(description="vendor instance -> the user's id there")
+    details: dict[str, LinkDetail] = Field(
+        description="vendor instance -> its id, and who set it when (same vendors as links)"
+    )
 
 
 # -- dead letters ---------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from gateway.auth import authenticate_source, authenticate_unsigned, enforce_sou
 from gateway.body import MAX_ARRAY_ITEMS, parse_json_object, read_json_body
 from gateway.context import SECRET_BOX, SETTINGS, SOURCE_RATES, STORE, json_response
 from gateway.errors import ApiError
-from gateway.ingest import build_record, validated_event
+from gateway.ingest import build_record, link_conflict, log_link_changes, validated_event
+from usersync.links import LinkConflict
 from usersync.secrets import SecretBox
 from usersync.status import utc_now_iso
 from usersync.store import IngestRecord
@@ -79,6 +80,22 @@ def _given_id(item: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _refused(
+    source: SourceSettings, index: int, event_id: str | None, exc: ApiError
+) -> dict[str, Any]:
+    """The result of an event refused on its own (logged), as `POST /v1/events` answers it."""
+    log.info(
+        "event_refused",
+        source=source.name,
+        index=index,
+        event_id=event_id,
+        status=exc.status,
+        code=exc.code,
+        outcome="refused",
+    )
+    return {"index": index, "event_id": event_id, "status": exc.status, "body": exc.body()}
+
+
 async def post_events_batch(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     store = request.app[STORE]
@@ -99,23 +116,7 @@ async def post_events_batch(request: web.Request) -> web.Response:
         try:
             record = checked_event(item, settings, source, box)
         except ApiError as exc:
-            results.append(
-                {
-                    "index": index,
-                    "event_id": _given_id(item),
-                    "status": exc.status,
-                    "body": exc.body(),
-                }
-            )
-            log.info(
-                "event_refused",
-                source=source.name,
-                index=index,
-                event_id=_given_id(item),
-                status=exc.status,
-                code=exc.code,
-                outcome="refused",
-            )
+            results.append(_refused(source, index, _given_id(item), exc))
             continue
         accepted_at.append(index)
         records.append(record)
@@ -123,7 +124,13 @@ async def post_events_batch(request: web.Request) -> web.Response:
 
     stored = await store.ingest_many(records, utc_now_iso())
     counts = {"accepted": 0, "duplicates": 0, "refused": len(events) - len(records)}
-    for index, record, (created, answer) in zip(accepted_at, records, stored, strict=True):
+    for index, record, ingested in zip(accepted_at, records, stored, strict=True):
+        if isinstance(ingested, LinkConflict):  # refused by the script: nothing stored
+            counts["refused"] += 1
+            results[index] = _refused(source, index, record.event_id, link_conflict(ingested))
+            continue
+        log_link_changes(record, ingested)
+        created, answer = ingested
         body = orjson.loads(answer)
         if created:
             counts["accepted"] += 1

@@ -3,21 +3,32 @@
 Target rules: `targets` given -> each must be a configured, enabled vendor instance the source
 may use; left out -> every enabled instance the source may use. External ids and vendor fields
 must name configured instances, so a typo is a 422 rather than a silently unused value.
+
+Link authority: `user.external_ids` set identity links, which every later delivery to that
+vendor instance follows, whichever source posts it. So a source may carry an external id only
+for an instance in its `allowed_targets` (else 403 `target_not_allowed`), none at all under
+`link_mode: none` (422 `links_not_allowed`); under `link_mode: create` the ingest script
+refuses, atomically, an id that differs from the stored link (409 `link_conflict`).
 The stored event has its secrets encrypted (`sealed_event`); one that cannot be is a 422.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import structlog
 from pydantic import ValidationError
 
 from config.settings import Settings, SourceSettings
 from gateway.body import not_an_object
 from gateway.errors import ApiError, field_problems, schema_error
 from gateway.events import Event
+from usersync.links import Ingested, LinkConflict
 from usersync.secrets import PREFIX, CiphertextGiven, SecretBox, SecretsNotConfigured
 from usersync.store import NAME_PARTS, IngestRecord
+
+log = structlog.get_logger("usersync.gateway")
 
 
 def validated_event(
@@ -57,21 +68,102 @@ def resolve_targets(event: Event, settings: Settings, source: SourceSettings) ->
                 problems.append({"path": f"{field}.{name}", "message": "vendor instance disabled"})
     if problems:
         raise schema_error(problems)
-    if event.targets is not None:
-        targets = list(dict.fromkeys(event.targets))
-        refused = [name for name in targets if allowed is not None and name not in allowed]
-        if refused:
-            raise ApiError(
-                403,
-                "target_not_allowed",
-                f"source {source.name} may not post to {', '.join(refused)}",
-                {"targets": refused},
+    if event.user.external_ids and source.link_mode == "none":
+        raise ApiError(
+            422,
+            "links_not_allowed",
+            f"source {source.name} may not set identity links (link_mode none)",
+            [
+                {"path": f"user.external_ids.{name}", "message": "external ids not allowed"}
+                for name in event.user.external_ids
+            ],
+        )
+    targets = list(dict.fromkeys(event.targets or ()))
+    refused = {
+        "targets": [name for name in targets if allowed is not None and name not in allowed],
+        "external_ids": [
+            name for name in event.user.external_ids if allowed is not None and name not in allowed
+        ],
+    }
+    if any(refused.values()):
+        may_not = [
+            f"{what} {', '.join(names)}"
+            for what, names in (
+                ("post to", refused["targets"]),
+                ("carry external ids for", refused["external_ids"]),
             )
+            if names
+        ]
+        raise ApiError(
+            403,
+            "target_not_allowed",
+            f"source {source.name} may not {' or '.join(may_not)}",
+            {field: names for field, names in refused.items() if names},
+        )
+    if event.targets is not None:
         return targets
     targets = [name for name in settings.enabled_vendors if allowed is None or name in allowed]
     if not targets:
         raise ApiError(422, "no_targets", "no enabled vendor instance this source may post to")
     return targets
+
+
+def log_link_changes(record: IngestRecord, ingested: Ingested) -> None:
+    """One `link_changed` line per link the event moved to another id (ids are not secrets)."""
+    for change in ingested.link_changes:
+        log.info(
+            "link_changed",
+            user_id=record.user_id,
+            vendor=change.vendor,
+            old_id=change.old_id,
+            new_id=change.new_id,
+            source=record.source,
+            event_id=record.event_id,
+        )
+
+
+def link_conflict(conflict: LinkConflict) -> ApiError:
+    """409 for an event whose external ids would change links its source may only create
+    (logged with the stored ids, which the answer leaves out: they are the admin's to read)."""
+    for vendor, (current_id, refused_id) in conflict.ids.items():
+        log.info(
+            "link_refused",
+            user_id=conflict.user_id,
+            vendor=vendor,
+            current_id=current_id,
+            refused_id=refused_id,
+            source=conflict.source,
+            event_id=conflict.event_id,
+            reason="link_mode_create",
+        )
+    return _conflict_error(conflict.source, list(conflict.ids))
+
+
+def check_link_conflicts(event: Event, source: SourceSettings, stored: Mapping[str, str]) -> None:
+    """The 409 a post would answer, from links read apart from the ingest (for a preview,
+    which stores nothing, so the read need not be atomic with anything)."""
+    if source.link_mode != "create":
+        return
+    vendors = [
+        vendor
+        for vendor, vendor_id in event.user.external_ids.items()
+        if stored.get(vendor, vendor_id) != vendor_id
+    ]
+    if vendors:
+        raise _conflict_error(source.name, vendors)
+
+
+def _conflict_error(source: str, vendors: list[str]) -> ApiError:
+    return ApiError(
+        409,
+        "link_conflict",
+        f"source {source} may create identity links, not change them (link_mode create); "
+        "nothing was stored",
+        [
+            {"path": f"user.external_ids.{vendor}", "message": "another id is already linked"}
+            for vendor in vendors
+        ],
+    )
 
 
 def acceptance_body(event: Event, targets: list[str]) -> dict[str, Any]:
@@ -129,4 +221,5 @@ def build_record(
         targets=targets,
         links=dict(event.user.external_ids),
         name_parts={part: changes[part] for part in NAME_PARTS if part in changes},
+        link_mode=source.link_mode,
     )

@@ -50,9 +50,12 @@ ERRORS: dict[int, str] = {
     400: "the body is not valid UTF-8 JSON",
     401: "missing or bad credentials (bearer token or request signature)",
     403: "credentials not allowed here: the admin token where a source must call, a source's "
-    "token on an admin call, an event naming another source, a target the source may not use",
+    "token on an admin call, an event naming another source, a target the source may not use "
+    "or an external id for one",
     404: "no such resource (or a path parameter that cannot name one)",
-    409: "the dead letter's stored event no longer validates: it cannot be replayed",
+    409: "a conflict with what is stored: an external id that would change an identity link "
+    "its source may only create (`link_conflict`, `link_mode: create`; nothing stored), or a "
+    "dead letter whose stored event no longer validates (it cannot be replayed)",
     410: "the dead letter's event is past its retention and no longer stored",
     413: "the body is larger than the limit (cut off while streaming)",
     415: "the body is not declared as Content-Type: application/json",
@@ -154,7 +157,7 @@ OPERATIONS: tuple[Operation, ...] = (
             202: (answers.Acceptance, "stored in Redis and queued for every target"),
             200: (answers.DuplicateAcceptance, "this source already sent this event_id"),
         },
-        (400, 401, 403, 413, 415, 422, 429, 503),
+        (400, 401, 403, 409, 413, 415, 422, 429, 503),
         Event,
         description="Limit: `gateway.max_body_bytes`. A 202 is answered only once the event "
         "is durably in Redis.",
@@ -192,7 +195,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "events",
         "source",
         {200: (answers.Preview, "per target: send (masked request), skipped or refused")},
-        (400, 401, 403, 413, 415, 422, 429, 503),
+        (400, 401, 403, 409, 413, 415, 422, 429, 503),
         Event,
         description="Validated as `POST /v1/events`; nothing is stored or sent.",
     ),

@@ -8,6 +8,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from config.settings import ADMIN_SETTER
 from gateway import admin, batch, openapi
 from gateway.auth import (
     Caller,
@@ -22,7 +23,15 @@ from gateway.body import parse_json_object, read_json_body, read_json_object
 from gateway.context import PREVIEWER, SECRET_BOX, SETTINGS, SOURCE_RATES, STORE, json_response
 from gateway.errors import ApiError, schema_error
 from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN, Event
-from gateway.ingest import build_record, check_secrets, validated_event
+from gateway.ingest import (
+    build_record,
+    check_link_conflicts,
+    check_secrets,
+    link_conflict,
+    log_link_changes,
+    validated_event,
+)
+from usersync.links import LinkConflict, LinkDetail
 from usersync.status import utc_now_iso
 
 log = structlog.get_logger("usersync.gateway")
@@ -48,7 +57,12 @@ async def post_event(request: web.Request) -> web.Response:
     caller, event, targets = await _validated_event(request)
     assert caller.source is not None
     record = build_record(event, targets, caller.source, request.app[SECRET_BOX])
-    created, answer = await request.app[STORE].ingest(record, utc_now_iso())
+    try:
+        ingested = await request.app[STORE].ingest(record, utc_now_iso())
+    except LinkConflict as conflict:
+        raise link_conflict(conflict) from None
+    log_link_changes(record, ingested)
+    created, answer = ingested
     if created:
         log.info("event_accepted", source=caller.source.name, targets=targets, outcome="accepted")
         return web.Response(body=answer, status=202, content_type="application/json")
@@ -59,8 +73,13 @@ async def post_event(request: web.Request) -> web.Response:
 
 
 async def preview_event(request: web.Request) -> web.Response:
-    _, event, targets = await _validated_event(request)
+    caller, event, targets = await _validated_event(request)
+    assert caller.source is not None
     check_secrets(event, request.app[SECRET_BOX])  # refused as a post would be
+    if caller.source.link_mode == "create" and event.user.external_ids:
+        links = await request.app[STORE].get_links(event.user.id)
+        stored = {vendor: link.id for vendor, link in links.items()}
+        check_link_conflicts(event, caller.source, stored)
     previews = await request.app[PREVIEWER](event, targets)
     return json_response({"event_id": event.event_id, "targets": previews})
 
@@ -96,20 +115,41 @@ def _user_id(request: web.Request) -> str:
     return user_id
 
 
+def _link_answer(user_id: str, vendor: str, link: LinkDetail) -> dict[str, str | None]:
+    return {
+        "user_id": user_id,
+        "vendor": vendor,
+        "id": link.id,
+        "set_by": link.set_by,
+        "set_at": link.set_at,
+    }
+
+
 async def get_links(request: web.Request) -> web.Response:
+    """`links` (vendor -> id) as before, and `details`: each link's id, who set it and when."""
     _admin(request)
     user_id = _user_id(request)
-    return json_response({"user_id": user_id, "links": await request.app[STORE].get_links(user_id)})
+    links = await request.app[STORE].get_links(user_id)
+    return json_response(
+        {
+            "user_id": user_id,
+            "links": {vendor: link.id for vendor, link in links.items()},
+            "details": {
+                vendor: {"id": link.id, "set_by": link.set_by, "set_at": link.set_at}
+                for vendor, link in links.items()
+            },
+        }
+    )
 
 
 async def get_link(request: web.Request) -> web.Response:
     require_admin(request, request.app[SETTINGS])
     user_id = _user_id(request)
     vendor = request.match_info["vendor"]
-    vendor_id = await request.app[STORE].get_link(user_id, vendor)
-    if vendor_id is None:
+    link = (await request.app[STORE].get_links(user_id)).get(vendor)
+    if link is None:
         raise ApiError(404, "not_found", f"no {vendor} id is linked to this user")
-    return json_response({"user_id": user_id, "vendor": vendor, "id": vendor_id})
+    return json_response(_link_answer(user_id, vendor, link))
 
 
 async def put_link(request: web.Request) -> web.Response:
@@ -123,9 +163,19 @@ async def put_link(request: web.Request) -> web.Response:
     vendor_id = body.get("id")
     if set(body) != {"id"} or not isinstance(vendor_id, str) or not 1 <= len(vendor_id) <= 200:
         raise schema_error([{"path": "id", "message": 'expected {"id": "<1-200 chars>"} only'}])
-    await request.app[STORE].set_link(user_id, vendor, vendor_id)
-    log.info("link_set", user_id=user_id, vendor=vendor)
-    return json_response({"user_id": user_id, "vendor": vendor, "id": vendor_id})
+    set_at = utc_now_iso()
+    old_id = await request.app[STORE].set_link(user_id, vendor, vendor_id, ADMIN_SETTER, set_at)
+    log.info("link_set", user_id=user_id, vendor=vendor, source=ADMIN_SETTER)
+    if old_id is not None and old_id != vendor_id:
+        log.info(
+            "link_changed",
+            user_id=user_id,
+            vendor=vendor,
+            old_id=old_id,
+            new_id=vendor_id,
+            source=ADMIN_SETTER,
+        )
+    return json_response(_link_answer(user_id, vendor, LinkDetail(vendor_id, ADMIN_SETTER, set_at)))
 
 
 async def healthz(_: web.Request) -> web.Response:

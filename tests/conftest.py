@@ -270,13 +270,17 @@ async def worker(
 
 
 def event(event_id: str = "evt-1", **overrides: Any) -> dict[str, Any]:
-    """A valid v1 event addressed to the four sandbox users; `overrides` replace top-level keys."""
+    """A valid v1 event addressed to the four sandbox users; `overrides` replace top-level keys.
+    An `idp` event carries only the external id idp may (fleet-eu's: its allowed target)."""
+    external_ids = dict(USER_IDS)
+    if overrides.get("source") == "idp":
+        external_ids = {"fleet-eu": USER_IDS["fleet-eu"]}
     body: dict[str, Any] = {
         "event_id": event_id,
         "type": "user.updated",
         "occurred_at": "2026-11-22T10:15:00Z",
         "source": "hris",
-        "user": {"id": "emp-42", "version": 1, "external_ids": dict(USER_IDS)},
+        "user": {"id": "emp-42", "version": 1, "external_ids": external_ids},
         "changes": {"email": "ada@example.com", "given_name": "Ada", "family_name": "Lovelace"},
     }
     body.update(overrides)

@@ -27,6 +27,7 @@ from tests.conftest import (
     running_gateway,
 )
 from usersync import keys
+from usersync.links import LinkDetail
 from usersync.redis_server import EmbeddedRedis, free_port
 from usersync.signing import signature_headers
 from usersync.store import MAX_WRITE_BATCH, IngestRecord, Store
@@ -452,7 +453,10 @@ async def test_ingest_writes_links_profile_and_every_targets_pending_entry(
     await store.ingest(named("p-3", 3, given_name="Old", display_name="Old Name"), at)
     await store.ingest(named("p-7", 7, family_name=None), at)
     assert await store.get_profile("emp-1") == {"given_name": "Ada", "display_name": "Old Name"}
-    assert await store.get_links("emp-1") == {"fleet-eu": "42", "mileapp": "m-42"}
+    assert await store.get_links("emp-1") == {
+        "fleet-eu": LinkDetail("42", "hris", at),
+        "mileapp": LinkDetail("m-42", "hris", at),
+    }
     for target in ("fleet-eu", "mileapp"):
         pending = await redis.zrange(keys.pending(target, "emp-1"), 0, -1, withscores=True)
         assert pending == [(b"hris:p-3", 3.0), (b"hris:p-5", 5.0), (b"hris:p-7", 7.0)]

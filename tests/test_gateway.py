@@ -61,9 +61,8 @@ async def test_duplicate_event_id_answers_original_and_enqueues_nothing(
 async def test_event_ids_are_unique_per_source(gateway: Gateway, redis: Redis) -> None:
     """The same event_id from two sources is two events."""
     assert (await gateway.post(event(targets=["fleet-eu"])))[0] == 202
-    body = event(targets=["fleet-eu"])
-    body["source"] = "idp"
-    assert (await gateway.post(body, token=IDP_TOKEN))[0] == 202
+    idp_event = event(targets=["fleet-eu"], source="idp")
+    assert (await gateway.post(idp_event, token=IDP_TOKEN))[0] == 202
     assert await redis.zrange("usersync:pending:fleet-eu:emp-42", 0, -1) == [
         b"hris:evt-1",
         b"idp:evt-1",
@@ -88,10 +87,12 @@ async def test_links_admin_api(gateway: Gateway) -> None:
         "fleet-eu": "77"
     }
     assert (await gateway.get("/v1/users/emp-7/links", token=HRIS_TOKEN))[0] == 403
-    assert (await gateway.get("/v1/users/emp-7/links/fleet-eu", token=ADMIN_TOKEN))[1] == {
+    one = (await gateway.get("/v1/users/emp-7/links/fleet-eu", token=ADMIN_TOKEN))[1]
+    assert {key: one[key] for key in ("user_id", "vendor", "id", "set_by")} == {
         "user_id": "emp-7",
         "vendor": "fleet-eu",
         "id": "77",
+        "set_by": "admin",
     }
     assert (await gateway.get("/v1/users/emp-7/links/partoo", token=ADMIN_TOKEN))[0] == 404
     assert (await gateway.get("/v1/users/emp-7/links/fleet-eu", token=HRIS_TOKEN))[0] == 403

@@ -29,6 +29,13 @@ def links(user_id: str) -> str:
     return f"{PREFIX}links:{user_id}"
 
 
+def link_setters(user_id: str) -> str:
+    """Hash: who set each identity link and when: `by:<vendor>` (a source's name, or `admin`)
+    and `at:<vendor>` (UTC ISO time). Kept apart from `links` so the worker's read of a link
+    stays one HGET; written together with it, always in the same script or transaction."""
+    return f"{PREFIX}link-setters:{user_id}"
+
+
 def profile(user_id: str) -> str:
     """Hash: newest name parts of the user, with `v:<part>` holding the order key that set it."""
     return f"{PREFIX}profile:{user_id}"

@@ -20,13 +20,15 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from arq.constants import default_queue_name, job_key_prefix
 from redis.asyncio import Redis
 
+from config.settings import LinkMode
 from usersync import keys
+from usersync.links import Ingested, LinkChange, LinkConflict, LinkDetail
 from usersync.pairs import SCHEDULE_LUA, job_payload
 from usersync.scripts import ScriptCall, run_together
 from usersync.status import TargetStatus
@@ -40,7 +42,7 @@ WRITERS = 2
 """Pipelines in flight at once: while Redis runs one batch's scripts, the next is on its way,
 so neither the gateway nor Redis waits for the other (each its own connection)."""
 
-_Pending = tuple["IngestRecord", str, "asyncio.Future[tuple[bool, bytes]]"]
+_Pending = tuple["IngestRecord", str, "asyncio.Future[Ingested]"]
 
 _INGEST = (
     SCHEDULE_LUA
@@ -51,11 +53,23 @@ if existing then return existing end
 -- (one argument instead of dozens: packing each argument costs the client more than Redis
 -- takes to decode them): received_at, ttl, now, ref, order, arq's job key prefix, targets
 -- [[name, status, job prefix, job], ...], links [[vendor, id], ...], name parts
--- [[part, value, clear], ...]. KEYS: event, links, profile, queue, then pair and pending key
--- of each target, then the job sequence.
+-- [[part, value, clear], ...], the source, its link mode. KEYS: event, links, profile,
+-- queue, then pair and pending key of each target, then the job sequence, the link setters.
 local a = cjson.decode(ARGV[3])
 local received_at, ttl, now, ref, order, job_key_prefix = a[1], a[2], a[3], a[4], a[5], a[6]
-local targets, links, parts = a[7], a[8], a[9]
+local targets, links, parts, source, link_mode = a[7], a[8], a[9], a[10], a[11]
+-- Links are checked before anything is written: under link mode 'create', a link that holds
+-- another id refuses the whole event ({'link_conflict', vendor, current id, ...}).
+local old = {}
+local conflicts = {'link_conflict'}
+for l = 1, #links do
+  old[l] = redis.call('HGET', KEYS[2], links[l][1])
+  if link_mode == 'create' and old[l] and old[l] ~= links[l][2] then
+    conflicts[#conflicts + 1] = links[l][1]
+    conflicts[#conflicts + 1] = old[l]
+  end
+end
+if #conflicts > 1 then return conflicts end
 redis.call('HSET', KEYS[1], 'accepted', ARGV[1], 'event', ARGV[2], 'received_at', received_at)
 local seq = KEYS[#targets * 2 + 5]
 for t = 1, #targets do
@@ -68,8 +82,20 @@ for t = 1, #targets do
   end
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
+-- A link is written, with who set it and when, only when its id is new or different; the
+-- reply names each changed one with its old id ({'changed', vendor, old id, ...}).
+local changed = {'changed'}
+local setters = KEYS[#targets * 2 + 6]
 for l = 1, #links do
-  redis.call('HSET', KEYS[2], links[l][1], links[l][2])
+  local vendor, id = links[l][1], links[l][2]
+  if old[l] ~= id then
+    redis.call('HSET', KEYS[2], vendor, id)
+    redis.call('HSET', setters, 'by:' .. vendor, source, 'at:' .. vendor, received_at)
+    if old[l] then
+      changed[#changed + 1] = vendor
+      changed[#changed + 1] = old[l]
+    end
+  end
 end
 local order_value = tonumber(order)
 for p = 1, #parts do
@@ -81,6 +107,7 @@ for p = 1, #parts do
     redis.call('HSET', KEYS[3], 'v:' .. field, order)
   end
 end
+if #changed > 1 then return changed end
 return false
 """
 )
@@ -99,6 +126,8 @@ class IngestRecord:
     targets: Sequence[str]
     links: Mapping[str, str]
     name_parts: Mapping[str, str | None]
+    link_mode: LinkMode = "set"
+    """`create`: the script refuses the event (`LinkConflict`) if a link holds another id."""
 
 
 class Store:
@@ -118,28 +147,36 @@ class Store:
         self._waiting: deque[list[_Pending]] = deque()
         self._writers: set[asyncio.Task[None]] = set()
 
-    async def ingest(self, record: IngestRecord, received_at: str) -> tuple[bool, bytes]:
+    async def ingest(self, record: IngestRecord, received_at: str) -> Ingested:
         """Store the event and queue it for each target's pair; (False, original answer) if a
         duplicate. A pair without a scheduled job gets one (see `usersync.pairs`). Written
-        with whatever other ingests are waiting; a Redis error raises (the caller answers 503)."""
+        with whatever other ingests are waiting; a Redis error raises (the caller answers 503),
+        and so does `LinkConflict` (nothing stored)."""
         (future,) = self._submit([record], received_at)
         return await future
 
     async def ingest_many(
         self, records: Sequence[IngestRecord], received_at: str
-    ) -> list[tuple[bool, bytes]]:
+    ) -> list[Ingested | LinkConflict]:
         """`ingest` for several events, in order, in one pipeline: each script is atomic on
         its own and sees what the ones before it wrote, so a repeated event id is a duplicate
-        of its first occurrence and two events of one pair share its job. A Redis error raises
+        of its first occurrence and two events of one pair share its job. An event refused
+        for a link is answered its `LinkConflict`, the others are stored. A Redis error raises
         (the caller answers 503); the events stored before it are then answered as duplicates
         on retry."""
         if not records:
             return []
-        return list(await asyncio.gather(*self._submit(records, received_at)))
+        answers = await asyncio.gather(*self._submit(records, received_at), return_exceptions=True)
+        results: list[Ingested | LinkConflict] = []
+        for answer in answers:
+            if not isinstance(answer, Ingested | LinkConflict):
+                raise answer
+            results.append(answer)
+        return results
 
     def _submit(
         self, records: Sequence[IngestRecord], received_at: str
-    ) -> list[asyncio.Future[tuple[bool, bytes]]]:
+    ) -> list[asyncio.Future[Ingested]]:
         """Queue one caller's ingests for a writer (started if fewer than WRITERS run); their
         futures hold the answers. One caller's ingests are never split between pipelines."""
         loop = asyncio.get_running_loop()
@@ -178,8 +215,11 @@ class Store:
                     continue
                 if isinstance(answer, Exception):
                     future.set_exception(answer)
-                else:
+                    continue
+                try:
                     future.set_result(self._ingested(record, answer))
+                except LinkConflict as conflict:
+                    future.set_exception(conflict)
 
     async def _write(self, items: Sequence[tuple[IngestRecord, str]]) -> list[Any]:
         """Run the ingest script for each item, all in one round trip (`run_together`); each
@@ -193,10 +233,26 @@ class Store:
         return await run_together(self.redis, calls)
 
     @staticmethod
-    def _ingested(record: IngestRecord, existing: Any) -> tuple[bool, bytes]:
-        if existing:
-            return False, cast(bytes, existing)
-        return True, orjson.dumps(record.acceptance)
+    def _ingested(record: IngestRecord, reply: Any) -> Ingested:
+        """The script's reply read: the original answer of a duplicate (bytes), nothing, or
+        a list: `changed` or `link_conflict` (raised), each followed by vendor, id pairs."""
+        if isinstance(reply, bytes):
+            return Ingested(False, reply)
+        if not reply:
+            return Ingested(True, orjson.dumps(record.acceptance))
+        kind, *flat = (item.decode() for item in reply)
+        pairs = dict(zip(flat[::2], flat[1::2], strict=True))
+        if kind == "link_conflict":
+            raise LinkConflict(
+                record.source,
+                record.event_id,
+                record.user_id,
+                {vendor: (current, record.links[vendor]) for vendor, current in pairs.items()},
+            )
+        changes = tuple(
+            LinkChange(vendor, old_id, record.links[vendor]) for vendor, old_id in pairs.items()
+        )
+        return Ingested(True, orjson.dumps(record.acceptance), changes)
 
     def _ingest_call(
         self, record: IngestRecord, received_at: str, now_ms: int, pending: bytes
@@ -210,7 +266,7 @@ class Store:
         ]
         for target in record.targets:
             key_list += [keys.pair(target, record.user_id), keys.pending(target, record.user_id)]
-        key_list.append(keys.JOB_SEQUENCE)
+        key_list += [keys.JOB_SEQUENCE, keys.link_setters(record.user_id)]
         rest = [
             received_at,
             self.retention_ms,
@@ -229,6 +285,8 @@ class Store:
             ],
             [[vendor, vendor_id] for vendor, vendor_id in record.links.items()],
             [[part, value or "", value is None] for part, value in record.name_parts.items()],
+            record.source,
+            record.link_mode,
         ]
         args = [orjson.dumps(record.acceptance), record.event_json, orjson.dumps(rest)]
         return key_list, args
@@ -255,12 +313,34 @@ class Store:
         value = await self._commands.hget(keys.links(user_id), vendor)
         return value.decode() if value is not None else None
 
-    async def get_links(self, user_id: str) -> dict[str, str]:
-        raw = await self._commands.hgetall(keys.links(user_id))
-        return {name.decode(): value.decode() for name, value in sorted(raw.items())}
+    async def get_links(self, user_id: str) -> dict[str, LinkDetail]:
+        """Every link of the user with who set it and when, read in one transaction."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.links(user_id))
+            pipe.hgetall(keys.link_setters(user_id))
+            raw, setters = await pipe.execute()
+        return {
+            vendor.decode(): LinkDetail(
+                vendor_id.decode(),
+                _text(setters.get(b"by:" + vendor)),
+                _text(setters.get(b"at:" + vendor)),
+            )
+            for vendor, vendor_id in sorted(raw.items())
+        }
 
-    async def set_link(self, user_id: str, vendor: str, vendor_id: str) -> None:
-        await self._commands.hset(keys.links(user_id), vendor, vendor_id)
+    async def set_link(
+        self, user_id: str, vendor: str, vendor_id: str, set_by: str, set_at: str
+    ) -> str | None:
+        """Set a link and record who set it when, in one transaction; the id it held before."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hget(keys.links(user_id), vendor)
+            pipe.hset(keys.links(user_id), vendor, vendor_id)
+            pipe.hset(
+                keys.link_setters(user_id),
+                mapping={f"by:{vendor}": set_by, f"at:{vendor}": set_at},
+            )
+            old, *_ = await pipe.execute()
+        return _text(old)
 
     async def get_profile(self, user_id: str) -> dict[str, str]:
         """The newest known name parts of a user (for vendors with a single `name`)."""
@@ -268,6 +348,10 @@ class Store:
         return {
             part: v.decode() for part, v in zip(NAME_PARTS, values, strict=True) if v is not None
         }
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode() if value is not None else None
 
 
 def _user_id(event_json: bytes) -> str | None:
