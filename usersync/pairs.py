@@ -13,7 +13,7 @@ backoff, open circuit, rate-limit slot) is a scheduled job in Redis, never a sle
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 import orjson
 from arq.constants import default_queue_name, job_key_prefix
@@ -171,15 +171,25 @@ class PairBatch:
     applied: dict[str, int]
     link: str | None
     profile: dict[str, str]
-    slot: int | None
-    isolate: int
+    reserved_slot_ms: int | None
+    """A rate-limit slot the pair reserved at the vendor guard (Redis's clock), if any."""
+    isolate_left: int
+    """Refs still to send one call each, after the vendor refused a coalesced call."""
+
+
+BeginVerdict = Literal["ok", "idle", "stale", "busy"]
+"""`ok`: the run holds the lease and a batch; `idle`: nothing pending; `stale`: the job is not
+the pair's job any more; `busy`: another run holds the lease."""
+
+CommitMode = Literal["next", "at", "release"]
+"""How a run's commit schedules the pair: see `Commit`."""
 
 
 @dataclass(frozen=True)
 class Begun:
-    """The begin script's verdict: `ok` (with a batch), `idle`, `stale` or `busy`."""
+    """The begin script's verdict (`BeginVerdict`), with the batch when it is `ok`."""
 
-    verdict: str
+    verdict: BeginVerdict
     batch: PairBatch | None = None
     busy_ms: int = 0
 
@@ -201,18 +211,31 @@ class Commit:
 
     `mode`: "next" (schedule the pair again now if anything is pending, else clear it), "at"
     (schedule at `at_ms`: a backoff, an open circuit, a rate slot), "release" (only drop the
-    lease: the current job runs again, as after a cancellation). `slot`: None keeps it, 0
-    clears it, else a reserved slot time (ms). `isolate`: None keeps, else the new count."""
+    lease: the current job runs again, as after a cancellation)."""
 
-    mode: str
+    mode: CommitMode
     at_ms: int = 0
     updates: list[EventUpdate] = field(default_factory=list)
     applied: dict[str, int] = field(default_factory=dict)
-    slot: int | None = None
-    isolate: int | None = None
+    reserved_slot_ms: int | None = None
+    """The pair's reserved rate-limit slot: None keeps it, `CLEAR_SLOT` clears it, else the
+    slot time (ms) the vendor guard reserved."""
+    isolate_left: int | None = None
+    """Refs still to send one call each: None keeps the count, else the new count."""
     held: bool = False
     """The wait is for the vendor's circuit: list the job in `keys.held`, so the vendor guard
     can run it at once when the circuit closes instead of at `at_ms`."""
+
+
+CLEAR_SLOT = 0
+"""`Commit.reserved_slot_ms` that clears the pair's reserved slot."""
+
+
+def _slot_arg(slot_ms: int | None) -> str | int:
+    """The commit script's slot argument: '' keeps, '-' clears, else the slot time."""
+    if slot_ms is None:
+        return ""
+    return "-" if slot_ms == CLEAR_SLOT else slot_ms
 
 
 def _text(value: bytes | None) -> str | None:
@@ -247,7 +270,7 @@ class PairQueue:
             ],
             args=[job_id, token, lease_ms, max_batch, target, EVENT_KEY_PREFIX],
         )
-        verdict = reply[0].decode()
+        verdict = cast(BeginVerdict, reply[0].decode())
         if verdict == "busy":
             return Begun("busy", busy_ms=int(reply[1]))
         if verdict != "ok":
@@ -282,8 +305,8 @@ class PairQueue:
                 applied=applied,
                 link=_text(link),
                 profile=profile,
-                slot=int(float(slot)) if slot is not None else None,
-                isolate=int(isolate) if isolate is not None else 0,
+                reserved_slot_ms=int(float(slot)) if slot is not None else None,
+                isolate_left=int(isolate) if isolate is not None else 0,
             ),
         )
 
@@ -319,8 +342,8 @@ class PairQueue:
             target,
             commit.mode,
             commit.at_ms,
-            "" if commit.slot is None else ("-" if commit.slot == 0 else commit.slot),
-            "" if commit.isolate is None else commit.isolate,
+            _slot_arg(commit.reserved_slot_ms),
+            "" if commit.isolate_left is None else commit.isolate_left,
             "1" if commit.held else "0",
             len(commit.updates),
         ]

@@ -24,10 +24,10 @@ import structlog
 from pydantic import ValidationError
 
 from config.settings import Settings, VendorSettings
-from usersync.pairs import Commit, PairQueue
+from usersync.pairs import CLEAR_SLOT, Commit, PairQueue
 from usersync.secrets import SecretUndecryptable, secret_box
 from usersync.status import TargetStatus, utc_now_iso
-from usersync.vendor_guard import CallOutcome, VendorGuard
+from usersync.vendor_guard import CallOutcome, VendorGuard, Verdict
 from workers import coalesce, planning
 from workers.backoff import retry_delay
 from workers.errors import (
@@ -126,11 +126,11 @@ class DeliveryEngine:
                 self._log_unsent(candidate, "dead", "vendor_not_configured")
                 run.settle(candidate, "dead", "vendor_not_configured")
             return Commit("next")
-        selected = select_carried(candidates, run.batch.isolate)
-        isolate = max(0, run.batch.isolate - 1) if run.batch.isolate else None
+        selected = select_carried(candidates, run.batch.isolate_left)
+        isolate_left = max(0, run.batch.isolate_left - 1) if run.batch.isolate_left else None
         included = self._plan(run, adapter, selected)
         if not included:
-            return Commit("next", isolate=isolate)
+            return Commit("next", isolate_left=isolate_left)
         if len(included) == 1:
             translation = included[0].translation
         else:
@@ -138,21 +138,23 @@ class DeliveryEngine:
                 translation = self._merged(run, adapter, included)
             except SchemaRefused as exc:
                 log.info("coalesced_refused", outcome="isolate", error=exc.describe())
-                return Commit("next", isolate=len(included))
+                return Commit("next", isolate_left=len(included))
         assert translation is not None and translation.request is not None
         bulkhead = self.bulkheads[run.target]
         if bulkhead.locked():
             wait_s = BULKHEAD_WAIT_S[0] + self.random() * (BULKHEAD_WAIT_S[1] - BULKHEAD_WAIT_S[0])
             return Commit("at", at_ms=now_ms() + int(wait_s * 1000))
         async with bulkhead:
-            permit = await self.guard.permit(run.target, vendor, None, run.token, run.batch.slot)
+            permit = await self.guard.permit(
+                run.target, vendor, None, run.token, run.batch.reserved_slot_ms
+            )
             if not permit.allowed:
                 return self._deferred(run, permit.verdict, permit.wait_ms, permit.slot_ms)
             commit = await self._call(run, adapter, vendor, included, translation.request)
-        if run.batch.slot is not None:
-            commit.slot = 0
-        if commit.isolate is None and commit.mode == "next":  # its event was settled
-            commit.isolate = isolate
+        if run.batch.reserved_slot_ms is not None:  # the call used it
+            commit.reserved_slot_ms = CLEAR_SLOT
+        if commit.isolate_left is None and commit.mode == "next":  # its event was settled
+            commit.isolate_left = isolate_left
         return commit
 
     def _read(self, run: Run) -> list[Candidate]:
@@ -248,14 +250,14 @@ class DeliveryEngine:
             adapter, run.user_id, run.vendor_user_id or "", merged, None, run.batch.profile
         )
 
-    def _deferred(self, run: Run, verdict: str, wait_ms: int, slot_ms: int | None) -> Commit:
+    def _deferred(self, run: Run, verdict: Verdict, wait_ms: int, slot_ms: int | None) -> Commit:
         """The guard said not now: the pair's job runs again later; no attempt is counted. A
         reserved rate slot is kept as the guard gave it (its clock is Redis's)."""
         spread = 0 if verdict == "rate" else int(self.random() * min(1000, wait_ms / 10 + 50))
         at_ms = now_ms() + wait_ms + spread
         log.info("delivery_deferred", reason=verdict, wait_ms=wait_ms + spread, outcome="deferred")
-        slot = slot_ms if verdict == "rate" else None
-        return Commit("at", at_ms=at_ms, slot=slot, held=verdict == "open")
+        reserved = slot_ms if verdict == "rate" else None
+        return Commit("at", at_ms=at_ms, reserved_slot_ms=reserved, held=verdict == "open")
 
     async def _call(
         self,
@@ -285,7 +287,7 @@ class DeliveryEngine:
             attempt = attempt_record(included, exc.http_status or http_status, ms_since(started))
             if len(included) > 1:
                 self._log_call(included, attempt, "isolate", exc.describe())
-                return Commit("next", isolate=len(included))
+                return Commit("next", isolate_left=len(included))
             self._log_call(included, attempt, "dead", exc.describe())
             run.settle(included[0], "dead", exc.describe(), attempt=attempt)
             return Commit("next")

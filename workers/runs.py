@@ -144,12 +144,12 @@ def parsed_event(stored_json: bytes, box: SecretBox) -> Event:
     return Event.model_validate_json(stored_json)
 
 
-def select_carried(candidates: list[Candidate], isolate: int) -> list[Candidate]:
+def select_carried(candidates: list[Candidate], isolate_left: int) -> list[Candidate]:
     """The candidates one call may carry: one while isolating after a refused batch; else all,
     up to (not past) an event whose vendor fields cannot be merged, which goes alone."""
     if not candidates:
         return []
-    if isolate or candidates[0].values.opaque is not None:
+    if isolate_left or candidates[0].values.opaque is not None:
         return candidates[:1]
     selected = []
     for candidate in candidates:
