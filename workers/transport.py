@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
 from workers.errors import RetryableDeliveryError
 from workers.vendors.base import VendorRequest
@@ -24,11 +25,13 @@ class RawResponse:
 async def send(
     session: aiohttp.ClientSession, request: VendorRequest, timeout_s: float
 ) -> RawResponse:
-    """Make the call; network failures and timeouts are retryable by definition."""
+    """Make the call; network failures and timeouts are retryable by definition. The URL goes
+    out exactly as the adapter built it (`vendor_url`: already percent-encoded), never decoded
+    and normalised again."""
     try:
         async with session.request(
             request.method,
-            request.url,
+            URL(request.url, encoded=True),
             data=request.encoded_body(),
             headers=dict(request.headers),
             timeout=aiohttp.ClientTimeout(total=timeout_s),

@@ -238,15 +238,21 @@ def json_headers(auth: Mapping[str, str]) -> dict[str, str]:
     return {**auth, **JSON_HEADERS}
 
 
-def path_segment(user_id: str, vendor: str) -> str:
-    """A vendor user id as one URL path segment, every reserved character quoted.
+def vendor_url(base: str, *segments: str, vendor: str) -> str:
+    """A vendor's URL: `base` (the configured base URL, already normalised) and each of
+    `segments` as one path segment with every reserved character percent-encoded
+    (`quote(segment, safe="")`: `a;b` is `a%3Bb`, `a%2Fb` is `a%252Fb`).
 
-    `.` and `..` would be resolved away by the URL, so they are SchemaRefused("invalid_vendor_id")."""
-    if user_id in {".", ".."}:
-        raise SchemaRefused(
-            "invalid_vendor_id", vendor_message=f"{user_id!r} cannot be a {vendor} user id"
-        )
-    return quote(user_id, safe="")
+    The transport sends it exactly as built (`yarl.URL(url, encoded=True)`): nothing decodes
+    a segment again, so a vendor never reads `a;b` as `a` with a parameter, nor `a/b` as two
+    segments. `.` and `..` would be resolved away by the vendor's server even encoded, so a
+    segment that is one is SchemaRefused("invalid_vendor_id")."""
+    for segment in segments:
+        if segment in {".", ".."}:
+            raise SchemaRefused(
+                "invalid_vendor_id", vendor_message=f"{segment!r} cannot be a {vendor} user id"
+            )
+    return base + "".join("/" + quote(segment, safe="") for segment in segments)
 
 
 def vendor_text(value: Any) -> str | None:

@@ -16,6 +16,7 @@ from workers.vendors.base import (
     ObjectBody,
     Translation,
     vendor_text,
+    vendor_url,
 )
 from workers.vendors.fleet.schema import ROLES, USER_ID, GetUserResponse, PatchUserBody
 
@@ -69,7 +70,7 @@ class FleetAdapter(AdapterBase[GetUserResponse]):
         return draft.translation(
             change.vendor_fields,
             method="PATCH",
-            url=f"{self.settings.base}/users/{change.vendor_user_id}",
+            url=vendor_url(self.settings.base, "users", change.vendor_user_id, vendor="Fleet"),
             auth={"Authorization": f"Bearer {self.settings.auth.token.get_secret_value()}"},
         )
 

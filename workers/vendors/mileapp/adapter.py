@@ -18,6 +18,7 @@ from workers.vendors.base import (
     VendorResult,
     join_name,
     vendor_text,
+    vendor_url,
 )
 from workers.vendors.mileapp.schema import PatchUserAnswer, PatchUserBody
 
@@ -72,7 +73,7 @@ class MileAppAdapter(AdapterBase[PatchUserAnswer]):
         return draft.translation(
             change.vendor_fields,
             method="PATCH",
-            url=f"{self.settings.base}/user",
+            url=vendor_url(self.settings.base, "user", vendor="MileApp"),
             auth={"Authorization": f"Bearer {self.settings.auth.token.get_secret_value()}"},
             carry={self.settings.id_field: change.vendor_user_id},
         )

@@ -16,8 +16,8 @@ from workers.vendors.base import (
     ObjectBody,
     Translation,
     object_vendor_fields,
-    path_segment,
     vendor_text,
+    vendor_url,
 )
 from workers.vendors.partoo.schema import (
     LANGS,
@@ -54,7 +54,7 @@ class PartooAdapter(AdapterBase[UpdateUserAnswer]):
 
     def translate(self, change: ChangeSet) -> Translation:
         """The POST for the fields Partoo has a home for; None when there is none."""
-        user_id = path_segment(change.vendor_user_id, "Partoo")
+        url = vendor_url(self.settings.base, "user", change.vendor_user_id, vendor="Partoo")
         where = f"vendor_fields.{self.name}"
         draft = ObjectBody(UpdateUserBody, where)
         for field, value in change.changes.items():
@@ -73,7 +73,7 @@ class PartooAdapter(AdapterBase[UpdateUserAnswer]):
         return draft.translation(
             change.vendor_fields,
             method="POST",
-            url=f"{self.settings.base}/user/{user_id}",
+            url=url,
             auth={"x-APIKey": self.settings.auth.token.get_secret_value()},
         )
 

@@ -25,9 +25,9 @@ from workers.vendors.base import (
     VendorResult,
     join_name,
     json_headers,
-    path_segment,
     sorted_omissions,
     vendor_text,
+    vendor_url,
 )
 from workers.vendors.plaspy.schema import PatchAnswer, PatchBody
 
@@ -58,7 +58,7 @@ class PlaspyAdapter(AdapterBase[PatchAnswer]):
 
     def translate(self, change: ChangeSet) -> Translation:
         """The patch for the fields Plaspy has a home for; None when it would be empty."""
-        user_id = path_segment(change.vendor_user_id, "Plaspy")
+        url = vendor_url(self.settings.base, "api", "users", change.vendor_user_id, vendor="Plaspy")
         mapped: list[dict[str, Any]] = []
         origin: dict[str, tuple[str, ...]] = {}
         omitted: list[Omission] = []
@@ -97,7 +97,7 @@ class PlaspyAdapter(AdapterBase[PatchAnswer]):
         _validate(ops, "patch")
         request = VendorRequest(
             method="PATCH",
-            url=f"{self.settings.base}/api/users/{user_id}",
+            url=url,
             headers=json_headers(
                 {"Authorization": f"Bearer {self.settings.auth.token.get_secret_value()}"}
             ),
