@@ -61,7 +61,7 @@ def _query(request: web.Request, allowed: Collection[str]) -> dict[str, str]:
 async def _vendor_problem(request: web.Request, vendor: Any, path: str) -> dict[str, str] | None:
     """A vendor named in a filter or a bulk call: configured, or one that still has dead
     letters (an instance removed from the config can still be inspected and cleaned up)."""
-    if not isinstance(vendor, str) or not re.match(NAME_PATTERN, vendor):
+    if not isinstance(vendor, str) or not re.fullmatch(NAME_PATTERN, vendor):
         return {"path": path, "message": "expected a vendor instance name"}
     if vendor in request.app[SETTINGS].vendors:
         return None
@@ -77,9 +77,9 @@ def _parts(letter_id: str) -> tuple[str, str, str]:
         raise ApiError(404, "not_found", "no such dead letter")
     source, event_id, target = parts
     if not (
-        re.match(NAME_PATTERN, source)
-        and re.match(EVENT_ID_PATTERN, event_id)
-        and re.match(NAME_PATTERN, target)
+        re.fullmatch(NAME_PATTERN, source)
+        and re.fullmatch(EVENT_ID_PATTERN, event_id)
+        and re.fullmatch(NAME_PATTERN, target)
     ):
         raise ApiError(404, "not_found", "no such dead letter")
     return parts
@@ -108,7 +108,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     vendor, source, limit, cursor = query.get("vendor"), query.get("source"), DEFAULT_LIMIT, None
     if vendor is not None and (problem := await _vendor_problem(request, vendor, "vendor")):
         problems.append(problem)
-    if source is not None and not re.match(NAME_PATTERN, source):
+    if source is not None and not re.fullmatch(NAME_PATTERN, source):
         problems.append({"path": "source", "message": "expected a source name"})
     if "limit" in query:
         text = query["limit"]

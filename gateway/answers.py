@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.events import VENDOR_ID_PATTERN
 from usersync.status import TargetStatus
 
 
@@ -146,7 +147,7 @@ class BatchAnswer(_Answer):
 class LinkRequest(_Answer):
     """`PUT /v1/users/{user_id}/links/{vendor}`: the user's id at that vendor instance."""
 
-    id: str = Field(min_length=1, max_length=200)
+    id: str = Field(pattern=VENDOR_ID_PATTERN, description="1-200 characters, no control character")
 
 
 def _set_by() -> Any:

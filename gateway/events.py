@@ -28,8 +28,15 @@ from pydantic import (
 
 from gateway.email_address import Email
 
+# Identifier patterns are anchored `^...$` for JSON Schema (`/openapi.json`) and pydantic, whose
+# regex engines end `$` at the end of the text. Python's `re` lets `$` match before a trailing
+# newline, so Python code checks them with `re.fullmatch`, never `re.match` (tests/security/
+# test_identifiers.py feeds every identifier a trailing newline).
 EVENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,200}$"
 USER_ID_PATTERN = r"^[A-Za-z0-9._:@+-]{1,200}$"
+VENDOR_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,200}$"
+"""A user's id at a vendor (`user.external_ids` values, `PUT .../links/{vendor}`): the vendor's
+own format, so any text of 1-200 characters but no control character or line break."""
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
@@ -39,13 +46,13 @@ VendorInstance = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{
 
 
 def _e164(value: str) -> str:
-    if not E164.match(value.replace(" ", "")):
+    if not E164.fullmatch(value.replace(" ", "")):
         raise ValueError("must be an E.164 phone number such as +33123456789 (spaces allowed)")
     return value
 
 
 def _bcp47(value: str) -> str:
-    if not BCP47.match(value):
+    if not BCP47.fullmatch(value):
         raise ValueError("must be a BCP 47 language tag such as fr or pt-BR")
     return value
 
@@ -68,13 +75,13 @@ ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def _rfc3339_text(value: Any) -> Any:
-    if not isinstance(value, str) or not RFC3339.match(value):
+    if not isinstance(value, str) or not RFC3339.fullmatch(value):
         raise ValueError("must be RFC 3339 text with a UTC offset, e.g. 2026-11-22T10:15:00Z")
     return value
 
 
 def _date_text(value: Any) -> Any:
-    if not isinstance(value, str) or not ISO_DATE.match(value):
+    if not isinstance(value, str) or not ISO_DATE.fullmatch(value):
         raise ValueError("must be a date as text, YYYY-MM-DD")
     return value
 
@@ -152,7 +159,7 @@ class UserRef(BaseModel):
     id: Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
     version: Annotated[int, Field(ge=0, le=2**53), BeforeValidator(_json_number)] | None = None
     external_ids: dict[
-        VendorInstance, Annotated[str, StringConstraints(min_length=1, max_length=200)]
+        VendorInstance, Annotated[str, StringConstraints(pattern=VENDOR_ID_PATTERN)]
     ] = Field(default_factory=dict, max_length=50)
 
 

@@ -13,16 +13,16 @@ from gateway import admin, batch, openapi
 from gateway.auth import (
     Caller,
     authenticate_caller,
-    authenticate_source,
-    authenticate_unsigned,
+    check_headers,
     enforce_source_rate,
-    is_signed,
     require_admin,
+    source_of,
+    verify_body,
 )
 from gateway.body import parse_json_object, read_json_body, read_json_object
 from gateway.context import PREVIEWER, SECRET_BOX, SETTINGS, SOURCE_RATES, STORE, json_response
 from gateway.errors import ApiError, schema_error
-from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN, Event
+from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN, VENDOR_ID_PATTERN, Event
 from gateway.ingest import (
     build_record,
     check_link_conflicts,
@@ -38,15 +38,16 @@ log = structlog.get_logger("usersync.gateway")
 
 
 async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[str]]:
-    """Order of refusals: an unsigned request's credentials (401/403, before its body is
-    read); 415; 413 while streaming; a signature (401, over the exact bytes read); the
-    source's rate (429); then 400 and 422 from parsing; 403 for the source or a target."""
+    """Order of refusals: what the headers show of the credentials (401/403: a bearer token,
+    a signature's headers, source and timestamp), before a byte of the body is read; 415;
+    413 (declared, or while streaming); 503 `overloaded`; 408; the signature over the exact
+    bytes read (401); the source's rate (429); then 400 and 422 from parsing; 403 for the
+    source or a target."""
     settings = request.app[SETTINGS]
     redis = request.app[STORE].redis
-    if not is_signed(request):
-        authenticate_unsigned(request, settings, admin_allowed=False)
+    claim = check_headers(request, settings, admin_allowed=False)
     raw = await read_json_body(request, settings.gateway.max_body_bytes)
-    source = await authenticate_source(request, settings, raw, redis)
+    source = source_of(await verify_body(claim, settings, raw, redis))
     await enforce_source_rate(request.app[SOURCE_RATES], source)
     event, targets = validated_event(parse_json_object(raw), settings, source)
     structlog.contextvars.bind_contextvars(event_id=event.event_id, user_id=event.user.id)
@@ -89,7 +90,7 @@ async def get_event(request: web.Request) -> web.Response:
     store = request.app[STORE]
     caller = await authenticate_caller(request, settings, b"", store.redis, admin_allowed=True)
     event_id = request.match_info["event_id"]
-    if not re.match(EVENT_ID_PATTERN, event_id):
+    if not re.fullmatch(EVENT_ID_PATTERN, event_id):
         raise ApiError(404, "not_found", "no such event")
     if caller.source is not None:
         candidates = [caller.source.name]
@@ -110,7 +111,7 @@ def _admin(request: web.Request) -> None:
 
 def _user_id(request: web.Request) -> str:
     user_id = request.match_info["user_id"]
-    if not re.match(USER_ID_PATTERN, user_id):
+    if not re.fullmatch(USER_ID_PATTERN, user_id):
         raise ApiError(404, "not_found", "no such user id")
     return user_id
 
@@ -161,8 +162,13 @@ async def put_link(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", f"no vendor instance {vendor} is configured")
     body = await read_json_object(request, settings.gateway.max_body_bytes)
     vendor_id = body.get("id")
-    if set(body) != {"id"} or not isinstance(vendor_id, str) or not 1 <= len(vendor_id) <= 200:
-        raise schema_error([{"path": "id", "message": 'expected {"id": "<1-200 chars>"} only'}])
+    if (
+        set(body) != {"id"}
+        or not isinstance(vendor_id, str)
+        or not re.fullmatch(VENDOR_ID_PATTERN, vendor_id)
+    ):
+        message = 'expected {"id": "<1-200 characters, no control character>"} only'
+        raise schema_error([{"path": "id", "message": message}])
     set_at = utc_now_iso()
     old_id = await request.app[STORE].set_link(user_id, vendor, vendor_id, ADMIN_SETTER, set_at)
     log.info("link_set", user_id=user_id, vendor=vendor, source=ADMIN_SETTER)

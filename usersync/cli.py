@@ -207,6 +207,16 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return _print(_run_async(call("DELETE", f"{base}?{purge}", token)))
 
 
+def cmd_kinds(args: argparse.Namespace) -> int:
+    """The registered vendor kinds: the values a vendor instance's `kind` may take."""
+    from workers.vendors.registry import KINDS
+
+    width = max((len(name) for name in KINDS), default=0)
+    for name, kind in KINDS.items():
+        print(f"{name:<{width}}  {kind.summary} (sandbox demo user {kind.demo_user_id})")
+    return 0
+
+
 def cmd_vendors(args: argparse.Namespace) -> int:
     settings = _load(args)
     url = f"{_gateway_url(args, settings)}/v1/vendors"
@@ -230,12 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "gateway and worker in one process (embedded Redis when redis.url is unset)"),
         ("gateway", "the HTTP gateway only"),
         ("worker", "a delivery worker only"),
-        ("sandbox", "local simulators of the four vendors"),
+        ("sandbox", "local simulators of the registered vendor kinds"),
     ):
         commands.add_parser(name, parents=[common], help=text).set_defaults(handler=cmd_serve)
     commands.add_parser("check-config", parents=[common], help="validate the config").set_defaults(
         handler=cmd_check_config
     )
+    commands.add_parser(
+        "kinds", help="the registered vendor kinds (a vendor instance's `kind`)"
+    ).set_defaults(handler=cmd_kinds)
     signing = argparse.ArgumentParser(add_help=False, parents=[client])
     signing.add_argument(
         "--sign",

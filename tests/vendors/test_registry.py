@@ -1,17 +1,23 @@
-"""The registry: one adapter per configured vendor instance, config errors by key path."""
+"""The registry: the registered kinds, one adapter per configured vendor instance, config
+errors by key path."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 import pytest
 
+import workers.vendors
 from config import ConfigError, Settings
+from usersync.cli import main
 from workers.vendors.fleet import FleetAdapter
+from workers.vendors.kind import VendorKind
 from workers.vendors.mileapp import MileAppAdapter
 from workers.vendors.partoo import PartooAdapter
 from workers.vendors.plaspy import PlaspyAdapter
-from workers.vendors.registry import ADAPTER_KINDS, build_adapters
+from workers.vendors.registry import ADAPTER_KINDS, KINDS, build_adapters
 
 
 def vendor(kind: str, **extra: Any) -> dict[str, Any]:
@@ -19,13 +25,68 @@ def vendor(kind: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_every_kind_is_registered_under_its_own_name() -> None:
-    """ADAPTER_KINDS maps each kind to the adapter class whose `kind` it is."""
-    assert dict(ADAPTER_KINDS) == {
+    """ADAPTER_KINDS maps each registered kind to the adapter class whose `kind` it is, the
+    shipped four among them."""
+    assert set(ADAPTER_KINDS) == set(KINDS)
+    for name, kind in KINDS.items():
+        assert kind.name == name
+        assert ADAPTER_KINDS[name] is kind.adapter
+        assert getattr(kind.adapter, "kind", None) == name
+    assert {
         "mileapp": MileAppAdapter,
         "fleet": FleetAdapter,
         "plaspy": PlaspyAdapter,
         "partoo": PartooAdapter,
+    }.items() <= dict(ADAPTER_KINDS).items()
+
+
+def test_every_kind_folder_is_registered() -> None:
+    """Each folder of workers/vendors/ that defines a KIND is registered: a kind cannot be
+    half added (a folder without its registry line)."""
+    folders = {
+        module.name
+        for module in pkgutil.iter_modules(workers.vendors.__path__)
+        if module.ispkg
+        and isinstance(
+            getattr(importlib.import_module(f"workers.vendors.{module.name}"), "KIND", None),
+            VendorKind,
+        )
     }
+    assert folders == set(KINDS)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"name": "Fleet"}, "must match"),
+        ({"name": "crm"}, "its adapter's kind is 'fleet'"),
+        ({"demo_user_id": ""}, "demo_user_id is empty"),
+    ],
+)
+def test_a_malformed_kind_is_refused(fields: dict[str, Any], message: str) -> None:
+    """A VendorKind whose name is not a folder name, or is not its adapter's kind, or has no
+    demo user, is refused when it is defined."""
+    good: dict[str, Any] = {
+        "name": "fleet",
+        "summary": "Fleet",
+        "adapter": FleetAdapter,
+        "demo_user_id": "42",
+        "simulator": "workers.vendors.fleet.simulator",
+        "fixtures": "workers.vendors.fleet.testing",
+    }
+    with pytest.raises(ValueError, match=message):
+        VendorKind(**{**good, **fields})
+
+
+def test_kinds_command_lists_every_registered_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    """`usersync kinds` prints one line per registered kind, in registry order, with its
+    summary and sandbox demo user."""
+    assert main(["kinds"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(KINDS)
+    for line, kind in zip(lines, KINDS.values(), strict=True):
+        assert kind.summary in line
+        assert kind.demo_user_id in line
 
 
 def test_one_adapter_per_instance_enabled_or_not() -> None:
@@ -64,7 +125,7 @@ def test_unknown_kind_names_the_key_and_the_known_kinds() -> None:
     with pytest.raises(ConfigError) as caught:
         build_adapters(settings)
     assert str(caught.value) == (
-        "vendors.crm.kind: unknown kind 'salesforce' (known: fleet, mileapp, partoo, plaspy)"
+        f"vendors.crm.kind: unknown kind 'salesforce' (known: {', '.join(sorted(KINDS))})"
     )
 
 

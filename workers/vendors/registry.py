@@ -1,29 +1,47 @@
-"""Config `kind` -> adapter class, and the adapters of every configured vendor instance.
+"""The registered vendor kinds, and the adapters of every configured vendor instance.
 
-Adding a vendor kind is one line here plus its package.
+Adding a vendor kind is its folder `workers/vendors/<kind>/` (defining `KIND`) plus one line
+in `KINDS` below; everything else (the config's `kind`, the sandbox, the test tables) reads
+this mapping. See docs/adding-a-vendor.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import importlib
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
 
 from config import ConfigError, Settings
-from config.settings import VendorSettings
 from workers.vendors.base import VendorAdapter
-from workers.vendors.fleet import FleetAdapter
-from workers.vendors.mileapp import MileAppAdapter
-from workers.vendors.partoo import PartooAdapter
-from workers.vendors.plaspy import PlaspyAdapter
+from workers.vendors.kind import AdapterClass, VendorKind
 
-AdapterClass = Callable[[str, VendorSettings], VendorAdapter]
-"""An adapter class: called with the instance name and its settings."""
+__all__ = ["ADAPTER_KINDS", "KINDS", "REGISTERED", "AdapterClass", "VendorKind", "build_adapters"]
 
-ADAPTER_KINDS: Mapping[str, AdapterClass] = {
-    MileAppAdapter.kind: MileAppAdapter,
-    FleetAdapter.kind: FleetAdapter,
-    PlaspyAdapter.kind: PlaspyAdapter,
-    PartooAdapter.kind: PartooAdapter,
-}
+REGISTERED: Final = (
+    "mileapp",
+    "fleet",
+    "plaspy",
+    "partoo",
+)
+"""The registered kinds, one line each: the folder `workers/vendors/<name>/` defines `KIND`."""
+
+
+def _load(name: str) -> VendorKind:
+    """The `KIND` of `workers.vendors.<name>`, checked: a mistake fails at import, by name."""
+    kind = getattr(importlib.import_module(f"{__package__}.{name}"), "KIND", None)
+    if not isinstance(kind, VendorKind) or kind.name != name:
+        raise TypeError(f"workers.vendors.{name}.KIND must be a VendorKind named {name!r}")
+    return kind
+
+
+KINDS: Mapping[str, VendorKind] = MappingProxyType({name: _load(name) for name in REGISTERED})
+"""Config `kind` -> the vendor kind, in the order registered."""
+
+ADAPTER_KINDS: Mapping[str, AdapterClass] = MappingProxyType(
+    {name: kind.adapter for name, kind in KINDS.items()}
+)
+"""Config `kind` -> adapter class."""
 
 
 def build_adapters(settings: Settings) -> dict[str, VendorAdapter]:
