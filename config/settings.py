@@ -234,7 +234,10 @@ class VendorAuth(_Strict):
 
 
 class VendorSettings(_Strict):
-    kind: str = Field(description="adapter kind: mileapp, fleet, plaspy or partoo")
+    kind: str = Field(
+        description="adapter kind, one of the registered vendor kinds "
+        "(`usersync kinds` or docs/adding-a-vendor.md)"
+    )
     enabled: bool = True
     base_url: AnyHttpUrl
     auth: VendorAuth
