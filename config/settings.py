@@ -113,6 +113,38 @@ class GatewaySettings(_Strict):
         default=False,
         description="every source must sign its requests (each needs an hmac_secret)",
     )
+    max_inflight_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=64 * 1024,
+        le=4 * 1024 * 1024 * 1024,
+        description="request body bytes this process reads at once, all connections together; "
+        "a body that would pass it is refused with 503 `overloaded` and Retry-After",
+    )
+    header_timeout_s: float = Field(
+        default=10,
+        gt=0,
+        le=300,
+        description="a connection must send a request's headers within this; else it is closed",
+    )
+    body_timeout_s: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="a request's whole body must arrive within this of its headers; else 408",
+    )
+    keepalive_timeout_s: float = Field(
+        default=15,
+        gt=0,
+        le=3600,
+        description="an idle keep-alive connection is closed after this",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="open connections per process; past it the oldest idle one is closed, "
+        "or the new one answered 503 `overloaded` and closed when none is idle",
+    )
 
     @model_validator(mode="after")
     def _admin_token_once(self) -> GatewaySettings:

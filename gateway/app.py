@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from config.settings import Settings
 from gateway import routes
+from gateway.body import BODY_BUDGET, BodyBudget
 from gateway.context import (
     DEAD_LETTERS,
     PREVIEWER,
@@ -78,5 +79,6 @@ def create_gateway_app(settings: Settings, store: Store, previewer: Previewer) -
     app[VENDOR_GUARD] = VendorGuard(store.redis)
     app[SOURCE_RATES] = SourceRates(store.redis)
     app[SECRET_BOX] = secret_box(settings.secrets)
+    app[BODY_BUDGET] = BodyBudget(settings.gateway.max_inflight_body_bytes)
     routes.add_routes(app)
     return app

@@ -7,11 +7,14 @@ so neither the match, its position nor a token's length leaks through timing.
 
 A signed request carries `X-Usersync-Source`, `X-Usersync-Timestamp` (unix seconds) and
 `X-Usersync-Signature: sha256=<hex HMAC-SHA256(hmac_secret, timestamp + "." + raw body)>`
-(`usersync.signing`). It is verified over the exact bytes read, then its timestamp must be
-within `gateway.signature_skew_s` of the gateway's clock, then the signature must not have
-been seen before: each accepted signature is remembered in Redis (`SET NX`) for twice the
-skew, the longest a timestamp stays acceptable. The client learns only `bad_signature`,
-`stale_signature` or `replayed_signature`; the log says which part was wrong.
+(`usersync.signing`). What the headers alone can refuse is refused before a byte of the body
+is read (`check_headers`): headers incomplete or malformed, a source unknown or without a
+secret, a timestamp more than `gateway.signature_skew_s` from the gateway's clock, a bearer
+token of another caller alongside. Then (`verify_body`) the HMAC is checked over the exact
+bytes read, and the signature must not have been seen before: each accepted signature is
+remembered in Redis (`SET NX`) for twice the skew, the longest a timestamp stays acceptable.
+The client learns only `bad_signature`, `stale_signature` or `replayed_signature`; the log
+says which part was wrong.
 
 A source with an `hmac_secret` may use either its token or a signature, unless signatures are
 required of it (`require_signature`, or `gateway.require_signatures` for every source): then
@@ -125,11 +128,10 @@ def _signature_error(code: str, message: str, name: str | None, reason: str) -> 
     return ApiError(401, code, message, headers={"WWW-Authenticate": "Usersync-Signature"})
 
 
-def _verify_signature(
-    request: web.Request, settings: Settings, raw_body: bytes
-) -> tuple[SourceSettings, str]:
-    """The source whose valid and fresh signature the request carries, and the signature's
-    hex (for the replay check); else a 401."""
+def _signature_headers(request: web.Request, settings: Settings) -> tuple[SourceSettings, str, str]:
+    """The source a signed request claims, its timestamp and the signature's hex, once the
+    headers are complete, well-formed, of a source with a secret and fresh; else a 401.
+    Nothing here needs the body."""
     name = request.headers.get(SOURCE_HEADER, "")
     timestamp = request.headers.get(TIMESTAMP_HEADER, "")
     signature = request.headers.get(SIGNATURE_HEADER, "")
@@ -147,9 +149,6 @@ def _verify_signature(
     given = signature[len(SCHEME) :].strip().lower() if signature.startswith(SCHEME) else ""
     if not _TIMESTAMP.fullmatch(timestamp) or not _HEX_DIGEST.fullmatch(given):
         raise bad("malformed")
-    expected = signature_hex(source.hmac_secret.get_secret_value(), timestamp, raw_body)
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise bad("mismatch")
     skew = settings.gateway.signature_skew_s
     if abs(time.time() - int(timestamp)) > skew:
         raise _signature_error(
@@ -158,7 +157,7 @@ def _verify_signature(
             name,
             "stale",
         )
-    return source, expected
+    return source, timestamp, given
 
 
 async def _spend_signature(
@@ -176,6 +175,46 @@ async def _spend_signature(
         )
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What a request's headers establish before its body is read: the caller, and for a
+    signed request the timestamp and signature (hex) still to check over the body."""
+
+    caller: Caller
+    timestamp: str = ""
+    signature: str = ""
+
+
+def check_headers(request: web.Request, settings: Settings, *, admin_allowed: bool) -> Claim:
+    """Every refusal the headers allow, before a byte of the body is read (401, or 403 for
+    the admin token where only sources may call): an unsigned request's bearer token, a
+    signed one's headers, source and timestamp (`_signature_headers`)."""
+    if not is_signed(request):
+        return Claim(authenticate_unsigned(request, settings, admin_allowed=admin_allowed))
+    bearer: Caller | None = None
+    if bearer_token(request) is not None:
+        bearer = authenticate(request, settings, admin_allowed=admin_allowed)
+    source, timestamp, signature = _signature_headers(request, settings)
+    if bearer is not None and (bearer.source is None or bearer.source.name != source.name):
+        raise unauthorized("the bearer token and the signature belong to different callers")
+    return Claim(Caller(source), timestamp, signature)
+
+
+async def verify_body(claim: Claim, settings: Settings, raw_body: bytes, redis: Redis) -> Caller:
+    """The claimed caller, once a signed request's HMAC holds over `raw_body` (the exact
+    bytes read) and its signature is spent against replay; else a 401."""
+    source = claim.caller.source
+    if not claim.signature or source is None or source.hmac_secret is None:
+        return claim.caller
+    expected = signature_hex(source.hmac_secret.get_secret_value(), claim.timestamp, raw_body)
+    if not hmac.compare_digest(claim.signature.encode(), expected.encode()):
+        raise _signature_error(
+            "bad_signature", "missing or invalid request signature", source.name, "mismatch"
+        )
+    await _spend_signature(redis, settings, source, expected)  # last: a refusal spends none
+    return claim.caller
+
+
 async def authenticate_caller(
     request: web.Request,
     settings: Settings,
@@ -184,27 +223,15 @@ async def authenticate_caller(
     *,
     admin_allowed: bool,
 ) -> Caller:
-    """The caller of a request whose body (`raw_body`, the exact bytes read; b"" for a GET)
-    has been read: by bearer token or signature, as the module docstring describes."""
-    if not is_signed(request):
-        return authenticate_unsigned(request, settings, admin_allowed=admin_allowed)
-    bearer: Caller | None = None
-    if bearer_token(request) is not None:
-        bearer = authenticate(request, settings, admin_allowed=admin_allowed)
-    source, signature = _verify_signature(request, settings, raw_body)
-    if bearer is not None and (bearer.source is None or bearer.source.name != source.name):
-        raise unauthorized("the bearer token and the signature belong to different callers")
-    await _spend_signature(redis, settings, source, signature)  # last: a refusal spends none
-    return Caller(source)
+    """The caller of a request without a body to wait for (`raw_body` b"" for a GET): by
+    bearer token or signature, as the module docstring describes."""
+    claim = check_headers(request, settings, admin_allowed=admin_allowed)
+    return await verify_body(claim, settings, raw_body, redis)
 
 
-async def authenticate_source(
-    request: web.Request, settings: Settings, raw_body: bytes, redis: Redis
-) -> SourceSettings:
-    """The source posting `raw_body` (the exact bytes read, within the body limit): 401 for
-    missing or bad credentials, 403 for the admin token. For every handler that takes events."""
-    caller = await authenticate_caller(request, settings, raw_body, redis, admin_allowed=False)
-    assert caller.source is not None  # admin_allowed=False guarantees a source
+def source_of(caller: Caller) -> SourceSettings:
+    """The source behind a caller checked with admin_allowed=False (never the admin)."""
+    assert caller.source is not None
     return caller.source
 
 

@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 
 from config.settings import Settings, SourceSettings
-from gateway.auth import authenticate_source, authenticate_unsigned, enforce_source_rate, is_signed
+from gateway.auth import check_headers, enforce_source_rate, source_of, verify_body
 from gateway.body import MAX_ARRAY_ITEMS, parse_json_object, read_json_body
 from gateway.context import SECRET_BOX, SETTINGS, SOURCE_RATES, STORE, json_response
 from gateway.errors import ApiError
@@ -100,10 +100,9 @@ async def post_events_batch(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     store = request.app[STORE]
     # The same order of refusals as `POST /v1/events` (see `routes._validated_event`).
-    if not is_signed(request):
-        authenticate_unsigned(request, settings, admin_allowed=False)
+    claim = check_headers(request, settings, admin_allowed=False)  # before a byte of body
     raw = await read_json_body(request, body_limit(settings))
-    source = await authenticate_source(request, settings, raw, store.redis)
+    source = source_of(await verify_body(claim, settings, raw, store.redis))
     envelope = parse_json_object(raw, max(MAX_ARRAY_ITEMS, settings.gateway.batch_max_events + 1))
     events = _events(envelope, settings)
     await enforce_source_rate(request.app[SOURCE_RATES], source, cost=len(events))

@@ -1,4 +1,9 @@
-"""Reading a request body as JSON under the configured limits, with SPEC §2's error codes."""
+"""Reading a request body as JSON under the configured limits, with SPEC §2's error codes.
+
+Handlers authenticate what the headers allow (gateway.auth) before they call here: no body
+byte is read for a caller refused from its headers. The bytes of the bodies being read are
+bounded across the process by a `BodyBudget` (`gateway.max_inflight_body_bytes`).
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,83 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.connections import BodyTimeout
+from gateway.context import SETTINGS
 from gateway.errors import ApiError
 
 
+class BodyBudget:
+    """Bytes of request bodies being read at once in this process, against a ceiling.
+
+    A declared body (Content-Length) takes its size before a byte is read; a chunked one
+    takes each chunk as it arrives. All is given back once the read ends, however it ends.
+    A body larger than the whole ceiling is read only when no other is (else it could never
+    be), so the bound is the larger of the ceiling and the largest body allowed."""
+
+    __slots__ = ("in_use", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+
+    def take(self, size: int) -> bool:
+        if self.in_use and self.in_use + size > self.limit:
+            return False
+        self.in_use += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.in_use -= size
+
+
+BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
+OVERLOADED_RETRY_AFTER_S = 1
+
+
+def overloaded() -> ApiError:
+    """The 503 for a body that would pass the process's budget: refused before it is read."""
+    return ApiError(
+        503,
+        "overloaded",
+        "the gateway is reading too many request bodies at once; retry later",
+        headers={"Retry-After": str(OVERLOADED_RETRY_AFTER_S)},
+    )
+
+
 async def read_limited(request: web.Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes `limit` (declared or while streaming)."""
+    """The body, refused with 413 as soon as it passes `limit` (declared or while streaming),
+    503 when the process is reading too much at once, 408 past `body_timeout_s`."""
     too_large = ApiError(413, "body_too_large", f"the body exceeds {limit} bytes", {"limit": limit})
-    if request.content_length is not None and request.content_length > limit:
+    declared = request.content_length
+    if declared is not None and declared > limit:
         raise too_large
+    budget = request.app[BODY_BUDGET]
+    taken = declared or 0
+    if not budget.take(taken):
+        raise overloaded()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            if size > taken:  # chunked (or more than declared): count it as it comes
+                if not budget.take(size - taken):
+                    raise overloaded()
+                taken = size
+            chunks.append(chunk)
+    except BodyTimeout:
+        timeout_s = request.app[SETTINGS].gateway.body_timeout_s
+        raise ApiError(
+            408,
+            "body_timeout",
+            f"the body did not arrive within {timeout_s:g} s of the headers",
+            {"body_timeout_s": timeout_s},
+            headers={"Connection": "close"},
+        ) from None
+    finally:
+        budget.give(taken)
     return b"".join(chunks)
 
 

@@ -19,6 +19,7 @@ from arq.worker import Worker
 
 from config.settings import Settings
 from gateway.app import create_gateway_app
+from gateway.connections import ConnectionLimits, GuardedSite, ensure_descriptors
 from usersync.redis_client import connect
 from usersync.redis_server import EmbeddedRedis
 from usersync.store import Store
@@ -56,12 +57,20 @@ async def wait_for_signal() -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
-    """Serve `app` for the block; yields the bound base URL (port 0 picks a free port)."""
+async def serving(
+    app: web.Application, host: str, port: int, limits: ConnectionLimits | None = None
+) -> AsyncIterator[str]:
+    """Serve `app` for the block; yields the bound base URL (port 0 picks a free port).
+    With `limits`, its connections get header, body and keep-alive timeouts and a cap
+    (gateway.connections): every process that serves the gateway passes them."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        if limits is None:
+            await web.TCPSite(runner, host, port).start()
+        else:
+            ensure_descriptors(limits.max_connections)
+            await GuardedSite(runner, host, port, limits).start()
         bound_host, bound_port = runner.addresses[0][:2]
         yield f"http://{bound_host}:{bound_port}"
     finally:
@@ -156,7 +165,8 @@ async def running_gateway(
     store = Store(redis, settings.retention.events_s)
     app = create_gateway_app(settings, store, make_previewer(store, adapters))
     try:
-        async with serving(app, settings.gateway.host, settings.gateway.port) as url:
+        limits = ConnectionLimits.of(settings.gateway)
+        async with serving(app, settings.gateway.host, settings.gateway.port, limits) as url:
             log.info("gateway_listening", url=url)
             yield url
     finally:
