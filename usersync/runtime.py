@@ -21,7 +21,7 @@ from config.settings import Settings
 from gateway.app import create_gateway_app
 from gateway.connections import ConnectionLimits, GuardedSite, ensure_descriptors
 from usersync.redis_client import connect
-from usersync.redis_server import EmbeddedRedis
+from usersync.redis_server import EmbeddedRedis, RedisServerError
 from usersync.store import Store
 from workers.preview import make_previewer
 from workers.vendors.base import VendorAdapter
@@ -85,7 +85,11 @@ def redis_url_for(settings: Settings, embedded_allowed: bool) -> Iterator[str]:
         return
     if not embedded_allowed:
         raise SystemExit("redis.url is not set: only `usersync run` starts an embedded Redis")
-    server = EmbeddedRedis(settings.redis.embedded_dir, settings.redis.embedded_port).start()
+    try:
+        server = EmbeddedRedis(settings.redis.embedded_dir, settings.redis.embedded_port).start()
+    except RedisServerError as exc:  # a start that did not happen is never claimed
+        log.error("embedded_redis_failed", error=str(exc))
+        raise SystemExit(1) from None
     log.info("embedded_redis_started", url=server.url, data_dir=str(server.data_dir))
     try:
         yield server.url
