@@ -1,11 +1,14 @@
-"""Local simulators of the four vendors usersync delivers to, strict like their documents.
+"""The vendor simulator toolkit: strict local stand-ins for the vendors usersync delivers to.
 
-`create_sandbox_app(tokens)` builds one aiohttp application serving MileApp, Fleet, Plaspy
-and Partoo under path prefixes, plus a control API under `/_sandbox` for fault injection,
-the request journal and user state. `DEMO_USERS` names the user seeded for each kind.
+`create_sandbox_app(simulators, tokens)` builds one aiohttp application serving the given
+simulators under their path prefixes, plus a control API under `/_sandbox` for fault
+injection, the request journal and user state. The simulators themselves live in the vendor
+folders (`workers/vendors/<kind>/simulator.py`, each defining `SIMULATOR`); this package
+lists no vendor and imports nothing of usersync's (usersync/sandbox_wiring.py passes the
+registered ones).
 """
 
 from sandbox.app import create_sandbox_app
-from sandbox.state import DEMO_USERS
+from sandbox.common import Simulator
 
-__all__ = ["DEMO_USERS", "create_sandbox_app"]
+__all__ = ["Simulator", "create_sandbox_app"]

@@ -1,8 +1,9 @@
 """What every vendor simulator shares: journaling, fault injection, auth and JSON decoding.
 
-A vendor module supplies a `Vendor` (its failure shapes, how it reads credentials, its user
-model) and handlers taking a `Call`; `vendor_route` wraps them so that every call is journaled
-and the steps common to all vendors run in one order: fault, auth, Content-Type, JSON body.
+A simulator module (`workers/vendors/<kind>/simulator.py`) supplies a `Simulator`: its
+`Vendor` (failure shapes, how it reads credentials, its user model) and its routes, handlers
+taking a `Call`; `vendor_route` wraps them so that every call is journaled and the steps
+common to all vendors run in one order: fault, auth, Content-Type, JSON body.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ BodyFailure = Callable[[SandboxState, str], web.Response]
 RawHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def any_token(token: str) -> None:
+    """The default credential rule: any non-empty string may be configured."""
+
+
 @dataclass(frozen=True)
 class Vendor:
     """One simulated vendor: how it fails, how it authenticates, how it stores users.
@@ -37,7 +42,8 @@ class Vendor:
     "HTTP 200 but failed" answer (or a 400 where the vendor has none); `credential` reads the
     credential from the request (refused with `auth_message`); `routes` matches the paths it
     serves (anything else under `prefix` is a 404, or a 405 for a known path with another
-    method).
+    method); `check_token` raises ValueError for a credential the vendor could never have
+    issued, so that a sandbox configured with one fails at creation rather than with 401s.
     """
 
     kind: str
@@ -48,6 +54,7 @@ class Vendor:
     model: UserModel
     routes: re.Pattern[str]
     auth_message: str = "Unauthenticated."
+    check_token: Callable[[str], None] = any_token
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,23 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[web.Response]]
+Route = tuple[str, str, Handler]
+"""(method, path, handler): one documented call of a vendor; the path starts with its prefix."""
+
+
+@dataclass(frozen=True)
+class Simulator:
+    """One vendor's simulator as `create_sandbox_app` mounts it: the vendor and its routes.
+
+    Each `workers/vendors/<kind>/simulator.py` defines one as `SIMULATOR`.
+    """
+
+    vendor: Vendor
+    routes: tuple[Route, ...]
+
+    @property
+    def kind(self) -> str:
+        return self.vendor.kind
 
 
 def reason(status: int) -> str:

@@ -1,18 +1,20 @@
 """The control API under `/_sandbox`: what tests and people use to steer the simulators.
 
 Users can be read and written, faults queued and cleared, journals read and cleared, and the
-whole state reset. Errors answer `{"error": "..."}` with 400 or 404.
+whole state reset; `GET /_sandbox/kinds` says which kinds are simulated, where. Errors answer
+`{"error": "..."}` with 400 or 404.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from sandbox.state import KINDS, STATE_KEY, Fault, SandboxState
+from sandbox.state import STATE_KEY, Fault, SandboxState
 
 FAULT_KEYS: Final = frozenset(
     {"count", "status", "latency_ms", "retry_after", "body_failure", "garbage"}
@@ -34,8 +36,9 @@ def _error(status: int, message: str) -> web.Response:
 
 def _kind(request: web.Request) -> str:
     kind = request.match_info["kind"]
-    if kind not in KINDS:
-        raise ControlError(404, f"unknown vendor kind {kind!r}; known: {', '.join(KINDS)}")
+    known = _state(request).kinds
+    if kind not in known:
+        raise ControlError(404, f"unknown vendor kind {kind!r}; known: {', '.join(known)}")
     return kind
 
 
@@ -182,10 +185,18 @@ async def control_errors(request: web.Request, handler: Handler) -> web.StreamRe
     return response
 
 
-def control_app() -> web.Application:
-    """The control API as a sub-application, mounted at `/_sandbox`."""
+def control_app(catalogue: Mapping[str, Mapping[str, str]]) -> web.Application:
+    """The control API as a sub-application, mounted at `/_sandbox`; `catalogue` is what
+    `GET /_sandbox/kinds` answers (per kind: its path prefix and demo user id)."""
+    answer = {kind: dict(entry) for kind, entry in catalogue.items()}
+
+    async def kinds(request: web.Request) -> web.Response:
+        """The kinds simulated: where each is served and which user is seeded."""
+        return web.json_response({"kinds": answer})
+
     app = web.Application(middlewares=[control_errors])
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/kinds", kinds)
     app.router.add_delete("/requests", clear_requests)
     app.router.add_post("/reset", reset)
     app.router.add_get("/{kind}/users/{user_id}", get_user)

@@ -2,6 +2,7 @@
 
 Everything lives on one `SandboxState` stored in the application under `STATE_KEY`, so two
 sandbox apps in one process (as in tests) never share anything and there is no module state.
+The kinds it holds are those of the `UserModel`s it is given; it lists none itself.
 """
 
 from __future__ import annotations
@@ -11,23 +12,11 @@ import hmac
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from types import MappingProxyType
 from typing import Any, Final
 
 from aiohttp import web
-
-KINDS: Final = ("mileapp", "fleet", "plaspy", "partoo")
-
-DEMO_USERS: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "mileapp": "65c1f4eeca7c4816d94587b7",
-        "fleet": "42",
-        "plaspy": "usr-12345",
-        "partoo": "5309c3a237bbc544d8e26737",
-    }
-)
 
 Document = dict[str, Any]
 
@@ -40,13 +29,15 @@ def _unchanged(doc: Document) -> Document:
 class UserModel:
     """How one vendor stores a user: every documented field present, so patches see them all.
 
-    `blank` builds the default document for an id, `demo` the seeded demo user, `seal` turns
-    any clear-text secret in a document into a hash or a flag (nothing is stored in clear),
-    and `id_pattern` is the shape of ids the vendor can have (None: any non-empty string).
+    `blank` builds the default document for an id, `demo` the seeded demo user (whose id is
+    `demo_id`), `seal` turns any clear-text secret in a document into a hash or a flag
+    (nothing is stored in clear), and `id_pattern` is the shape of ids the vendor can have
+    (None: any non-empty string).
     """
 
     blank: Callable[[str], Document]
     demo: Callable[[], Document]
+    demo_id: str
     id_key: str = "id"
     seal: Callable[[Document], Document] = _unchanged
     id_pattern: re.Pattern[str] | None = None
@@ -103,7 +94,7 @@ class JournalEntry:
 
 @dataclass
 class SandboxState:
-    """Users, journals, faults and call counters of every vendor kind."""
+    """Users, journals, faults and call counters of every vendor kind in `models`."""
 
     tokens: Mapping[str, frozenset[str]]
     models: Mapping[str, UserModel]
@@ -116,15 +107,20 @@ class SandboxState:
     def __post_init__(self) -> None:
         self.reset()
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The vendor kinds simulated, in the order they were given."""
+        return tuple(self.models)
+
     def reset(self) -> None:
         """Back to the start: no faults, empty journals, only the demo users (if enabled)."""
-        self.users = {kind: {} for kind in KINDS}
-        self.journals = {kind: [] for kind in KINDS}
-        self.faults = {kind: deque() for kind in KINDS}
-        self.calls = dict.fromkeys(KINDS, 0)
+        self.users = {kind: {} for kind in self.models}
+        self.journals = {kind: [] for kind in self.models}
+        self.faults = {kind: deque() for kind in self.models}
+        self.calls = dict.fromkeys(self.models, 0)
         if self.seed_demo_users:
-            for kind, user_id in DEMO_USERS.items():
-                self.users[kind][user_id] = self.models[kind].seal(self.models[kind].demo())
+            for kind, model in self.models.items():
+                self.users[kind][model.demo_id] = model.seal(model.demo())
 
     def accepts(self, kind: str, credential: str | None) -> bool:
         """Whether `credential` is one of the kind's tokens (compared in constant time)."""
@@ -191,24 +187,3 @@ class SandboxState:
 
 
 STATE_KEY: Final = web.AppKey("sandbox_state", SandboxState)
-
-
-def normalise_tokens(tokens: Mapping[str, Collection[str]]) -> dict[str, frozenset[str]]:
-    """Check the accepted credentials per kind; a mistake here would only show as 401s later."""
-    unknown = sorted(set(tokens) - set(KINDS))
-    if unknown:
-        raise ValueError(f"unknown vendor kinds in tokens: {', '.join(unknown)}")
-    result: dict[str, frozenset[str]] = {}
-    for kind in KINDS:
-        accepted = tokens.get(kind, ())
-        if isinstance(accepted, str):
-            raise TypeError(f"tokens[{kind!r}] must be a collection of strings, not a string")
-        values = frozenset(accepted)
-        if any(not isinstance(token, str) for token in values):
-            raise TypeError(f"tokens[{kind!r}] must hold strings")
-        if any(not token for token in values):
-            raise ValueError(f"tokens[{kind!r}] must not hold an empty string")
-        if kind == "fleet" and any(not token.startswith("flt_sk_") for token in values):
-            raise ValueError("Fleet API keys start with 'flt_sk_'")
-        result[kind] = values
-    return result

@@ -31,6 +31,7 @@ from usersync import runtime
 from usersync.logs import configure_logging
 from usersync.redis_server import EmbeddedRedis
 from usersync.runtime import serving
+from usersync.sandbox_wiring import simulators_from_registry
 from usersync.status import FINAL_STATES
 from workers.vendors.registry import build_adapters
 
@@ -109,7 +110,8 @@ class Sandbox:
 @pytest.fixture
 async def sandbox(http: aiohttp.ClientSession) -> AsyncIterator[Sandbox]:
     tokens = {kind: {token} for kind, token in VENDOR_TOKENS.items()}
-    async with serving(create_sandbox_app(tokens), "127.0.0.1", 0) as url:
+    app = create_sandbox_app(simulators_from_registry(), tokens)
+    async with serving(app, "127.0.0.1", 0) as url:
         yield Sandbox(url, http)
 
 

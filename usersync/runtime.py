@@ -181,8 +181,9 @@ async def running_gateway(
 async def running_sandbox(settings: Settings) -> AsyncIterator[str]:
     """The vendor simulators, accepting the configured vendors' credentials; yields the URL."""
     from sandbox import create_sandbox_app
+    from usersync.sandbox_wiring import simulators_from_registry
 
-    app = create_sandbox_app(sandbox_tokens(settings))
+    app = create_sandbox_app(simulators_from_registry(), sandbox_tokens(settings))
     async with serving(app, settings.sandbox.host, settings.sandbox.port) as url:
         log.info("sandbox_listening", url=url)
         yield url

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +12,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from sandbox import DEMO_USERS, create_sandbox_app
+from sandbox import Simulator, create_sandbox_app
+from usersync.sandbox_wiring import simulators_from_registry
+from workers.vendors.registry import KINDS as REGISTERED
 
 TOKENS = {
     "mileapp": "mileapp-test-token",
@@ -20,7 +22,10 @@ TOKENS = {
     "plaspy": "plaspy-test-token",
     "partoo": "partoo-test-key",
 }
-KINDS = tuple(TOKENS)
+KINDS = tuple(REGISTERED)
+DEMO_USERS = {name: kind.demo_user_id for name, kind in REGISTERED.items()}
+SIMULATORS: tuple[Simulator, ...] = simulators_from_registry()
+"""The registered kinds' simulators, as usersync's composition root passes them."""
 # A valid, state-changing body for each vendor's demo user.
 VALID_BODIES: dict[str, Any] = {
     "mileapp": {"_id": DEMO_USERS["mileapp"], "name": "Ada Lovelace"},
@@ -118,6 +123,13 @@ class Sim:
         return list(answer.body)
 
 
+def sandbox_app(
+    tokens: Mapping[str, Collection[str]], seed_demo_users: bool = True
+) -> web.Application:
+    """A sandbox app serving every registered kind's simulator."""
+    return create_sandbox_app(SIMULATORS, tokens, seed_demo_users)
+
+
 @contextlib.asynccontextmanager
 async def serve_app(app: web.Application) -> AsyncIterator[str]:
     runner = web.AppRunner(app, access_log=None)
@@ -134,7 +146,7 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
 @pytest.fixture
 async def sim() -> AsyncIterator[Sim]:
     """The sandbox with demo users, served on a free loopback port."""
-    app = create_sandbox_app({kind: {token} for kind, token in TOKENS.items()})
+    app = sandbox_app({kind: {token} for kind, token in TOKENS.items()})
     async with aiohttp.ClientSession() as http, serve_app(app) as url:
         yield Sim(url, http)
 
@@ -142,6 +154,6 @@ async def sim() -> AsyncIterator[Sim]:
 @pytest.fixture
 async def empty_sim() -> AsyncIterator[Sim]:
     """The sandbox without demo users."""
-    app = create_sandbox_app({kind: {token} for kind, token in TOKENS.items()}, False)
+    app = sandbox_app({kind: {token} for kind, token in TOKENS.items()}, False)
     async with aiohttp.ClientSession() as http, serve_app(app) as url:
         yield Sim(url, http)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
 
-from sandbox import DEMO_USERS, create_sandbox_app
+from sandbox import create_sandbox_app
 
-from .conftest import KINDS, TOKENS, Sim, serve_app
+from .conftest import DEMO_USERS, KINDS, SIMULATORS, TOKENS, Sim, sandbox_app, serve_app
 
 
 async def test_healthz(sim: Sim) -> None:
@@ -181,13 +182,38 @@ async def test_apps_do_not_share_state(sim: Sim, empty_sim: Sim) -> None:
 def test_unknown_kind_in_tokens_is_refused() -> None:
     """A tokens mapping naming an unknown vendor kind is a configuration mistake."""
     with pytest.raises(ValueError, match="unknown vendor kinds"):
-        create_sandbox_app({"salesforce": {"x"}})
+        sandbox_app({"salesforce": {"x"}})
 
 
 async def test_kind_without_tokens_refuses_everyone(sim: Sim) -> None:
     """A kind left out of `tokens` accepts no credential at all."""
-    app = create_sandbox_app({"fleet": {TOKENS["fleet"]}})
+    app = sandbox_app({"fleet": {TOKENS["fleet"]}})
     async with serve_app(app) as url:
         other = Sim(url, sim.http)
         assert (await other.vendor("mileapp")).status == 401
         assert (await other.vendor("fleet")).status == 200
+
+
+async def test_kinds_lists_every_simulated_kind(sim: Sim) -> None:
+    """GET /_sandbox/kinds names each registered kind with its path prefix and demo user,
+    and each demo user is there."""
+    answer = await sim.request("GET", "/_sandbox/kinds")
+    assert answer.status == 200
+    assert list(answer.body["kinds"]) == list(KINDS)
+    for kind, entry in answer.body["kinds"].items():
+        assert entry["demo_user_id"] == DEMO_USERS[kind]
+        assert entry["prefix"] == f"/{kind}"
+        assert (await sim.user(kind, entry["demo_user_id"]))["email"]
+
+
+def test_simulators_must_not_clash() -> None:
+    """Two simulators of one kind, or a route outside its vendor's prefix, are refused when
+    the app is created: calls would reach the wrong vendor."""
+    first = SIMULATORS[0]
+    with pytest.raises(ValueError, match="share a kind"):
+        create_sandbox_app([first, first], {})
+    moved = dataclasses.replace(first, routes=(("GET", "/elsewhere/x", first.routes[0][2]),))
+    with pytest.raises(ValueError, match="outside"):
+        create_sandbox_app([moved], {})
+    with pytest.raises(ValueError, match="at least one"):
+        create_sandbox_app([], {})

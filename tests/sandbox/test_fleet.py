@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Sim
+from .conftest import Sim, sandbox_app
 
 REQUIRED = {
     "id",
@@ -83,10 +83,8 @@ async def test_bad_or_missing_key_is_401(sim: Sim, token: str | None) -> None:
 
 def test_non_fleet_key_is_refused_at_creation() -> None:
     """An accepted Fleet key must start with flt_sk_: anything else is a config mistake."""
-    from sandbox import create_sandbox_app
-
     with pytest.raises(ValueError, match="flt_sk_"):
-        create_sandbox_app({"fleet": {"not-a-fleet-key"}})
+        sandbox_app({"fleet": {"not-a-fleet-key"}})
 
 
 @pytest.mark.parametrize("user_id", ["0", "042", "abc", "-1", "4 2", "1.5"])

@@ -6,9 +6,7 @@ from typing import Any
 
 import pytest
 
-from sandbox import DEMO_USERS
-
-from .conftest import Sim
+from .conftest import DEMO_USERS, Sim
 
 USER = DEMO_USERS["partoo"]
 

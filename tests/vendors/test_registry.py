@@ -12,6 +12,7 @@ import pytest
 import workers.vendors
 from config import ConfigError, Settings
 from usersync.cli import main
+from usersync.sandbox_wiring import load_simulator
 from workers.vendors.fleet import FleetAdapter
 from workers.vendors.kind import VendorKind
 from workers.vendors.mileapp import MileAppAdapter
@@ -53,6 +54,17 @@ def test_every_kind_folder_is_registered() -> None:
         )
     }
     assert folders == set(KINDS)
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_a_kind_names_its_own_simulator(name: str) -> None:
+    """A kind's simulator is a module of its own folder, simulating that kind and seeding the
+    kind's demo user (what usersync.sandbox_wiring checks when a sandbox starts)."""
+    kind = KINDS[name]
+    assert kind.simulator.startswith(f"workers.vendors.{name}.")
+    simulator = load_simulator(kind)
+    assert simulator.kind == name
+    assert simulator.vendor.model.demo_id == kind.demo_user_id
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from sandbox.common import Call, Vendor, is_email
-from sandbox.state import DEMO_USERS, Document, SandboxState, UserModel
+from sandbox.common import Call, Simulator, Vendor, is_email
+from sandbox.state import Document, SandboxState, UserModel
+from workers.vendors.partoo import KIND
 
 PREFIX: Final = "/partoo"
 PATH: Final = "/partoo/v2/user/{user_id}"
@@ -100,7 +101,7 @@ def blank(user_id: str) -> Document:
 def demo() -> Document:
     """The user of the seed's examples."""
     return {
-        **blank(DEMO_USERS["partoo"]),
+        **blank(KIND.demo_user_id),
         "email": "perceval@kaamelott.com",
         "first_name": "Perceval",
         "last_name": "de Galles",
@@ -116,7 +117,7 @@ def seal(doc: Document) -> Document:
     return doc
 
 
-MODEL: Final = UserModel(blank=blank, demo=demo, seal=seal)
+MODEL: Final = UserModel(blank=blank, demo=demo, demo_id=KIND.demo_user_id, seal=seal)
 
 
 def _api_key(request: web.Request) -> str | None:
@@ -124,7 +125,7 @@ def _api_key(request: web.Request) -> str | None:
 
 
 VENDOR: Final = Vendor(
-    kind="partoo",
+    kind=KIND.name,
     prefix=PREFIX,
     failure=failure,
     body_failure=body_failure,
@@ -230,7 +231,7 @@ def _errors(body: dict[str, Any]) -> dict[str, list[str]]:
 async def update_user(call: Call) -> web.Response:
     """Change only the given properties; answer `{"id", "status": "success"}`."""
     user_id = call.request.match_info["user_id"]
-    user = call.state.user("partoo", user_id)
+    user = call.state.user(KIND.name, user_id)
     if user is None:
         return call.fail(404, "Resource not found")
     body = call.body
@@ -250,3 +251,5 @@ async def update_user(call: Call) -> web.Response:
 
 
 ROUTES: Final = (("POST", PATH, update_user),)
+
+SIMULATOR: Final = Simulator(VENDOR, ROUTES)

@@ -16,8 +16,9 @@ import jsonpatch
 import jsonpointer
 from aiohttp import web
 
-from sandbox.common import Call, Vendor, bearer, is_email, secret_hash, utc_now
-from sandbox.state import DEMO_USERS, Document, SandboxState, UserModel
+from sandbox.common import Call, Simulator, Vendor, bearer, is_email, secret_hash, utc_now
+from sandbox.state import Document, SandboxState, UserModel
+from workers.vendors.plaspy import KIND
 
 PREFIX: Final = "/plaspy"
 PATH: Final = "/plaspy/api/users/{user_id}"
@@ -61,7 +62,7 @@ FIELDS: Final = (
 
 
 def _usage(state: SandboxState) -> dict[str, int]:
-    return {"apiUsage": 1, "apiDailyUsage": state.calls["plaspy"]}
+    return {"apiUsage": 1, "apiDailyUsage": state.calls[KIND.name]}
 
 
 def failure(state: SandboxState, status: int, message: str) -> web.Response:
@@ -100,7 +101,7 @@ def blank(user_id: str) -> Document:
 def demo() -> Document:
     """The user of the seed's example answer."""
     return {
-        **blank(DEMO_USERS["plaspy"]),
+        **blank(KIND.demo_user_id),
         "name": "Juan Perez",
         "email": "juan.perez@example.com",
         "country": "Colombia",
@@ -127,10 +128,10 @@ def seal(doc: Document) -> Document:
     return doc
 
 
-MODEL: Final = UserModel(blank=blank, demo=demo, seal=seal)
+MODEL: Final = UserModel(blank=blank, demo=demo, demo_id=KIND.demo_user_id, seal=seal)
 
 VENDOR: Final = Vendor(
-    kind="plaspy",
+    kind=KIND.name,
     prefix=PREFIX,
     failure=failure,
     body_failure=body_failure,
@@ -202,7 +203,7 @@ def _public(doc: Document) -> Document:
 async def patch_user(call: Call) -> web.Response:
     """Apply the JSON Patch to the stored user, all operations or none."""
     user_id = call.request.match_info["user_id"]
-    user = call.state.user("plaspy", user_id)
+    user = call.state.user(KIND.name, user_id)
     if user is None:
         return call.fail(404, "User not found")
     patch = call.body
@@ -227,8 +228,10 @@ async def patch_user(call: Call) -> web.Response:
     if isinstance(password, str) and password != user.get("password"):
         patched["password"] = secret_hash(password)
     patched["modification"] = utc_now(zulu=True)
-    call.state.users["plaspy"][user_id] = patched
+    call.state.users[KIND.name][user_id] = patched
     return web.json_response({"success": True, **_public(patched), **_usage(call.state)})
 
 
 ROUTES: Final = (("PATCH", PATH, patch_user),)
+
+SIMULATOR: Final = Simulator(VENDOR, ROUTES)

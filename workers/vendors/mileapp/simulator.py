@@ -12,8 +12,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from sandbox.common import Call, Vendor, bearer, is_email, utc_now
-from sandbox.state import DEMO_USERS, Document, SandboxState, UserModel
+from sandbox.common import Call, Simulator, Vendor, bearer, is_email, utc_now
+from sandbox.state import Document, SandboxState, UserModel
+from workers.vendors.mileapp import KIND
 
 PREFIX: Final = "/mileapp"
 PATH: Final = "/mileapp/api/v3/user"
@@ -59,7 +60,7 @@ def blank(user_id: str) -> Document:
 def demo() -> Document:
     """The seed's example user."""
     return {
-        **blank(DEMO_USERS["mileapp"]),
+        **blank(KIND.demo_user_id),
         "name": "Example",
         "email": "example@mile.app",
         "lastLogin": "2024-06-18T03:54:47+00:00",
@@ -69,10 +70,10 @@ def demo() -> Document:
     }
 
 
-MODEL: Final = UserModel(blank=blank, demo=demo, id_key="_id")
+MODEL: Final = UserModel(blank=blank, demo=demo, demo_id=KIND.demo_user_id, id_key="_id")
 
 VENDOR: Final = Vendor(
-    kind="mileapp",
+    kind=KIND.name,
     prefix=PREFIX,
     failure=failure,
     body_failure=body_failure,
@@ -114,7 +115,7 @@ async def patch_user(call: Call) -> web.Response:
     problems = _problems(body)
     if problems:
         return call.fail(400, " ".join(problems))
-    user = call.state.user("mileapp", body["_id"])
+    user = call.state.user(KIND.name, body["_id"])
     if user is None:
         return call.fail(404, "User not found.")
     for key in EDITABLE:
@@ -127,3 +128,5 @@ async def patch_user(call: Call) -> web.Response:
 
 
 ROUTES: Final = (("PATCH", PATH, patch_user),)
+
+SIMULATOR: Final = Simulator(VENDOR, ROUTES)

@@ -14,8 +14,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from sandbox.common import Call, Vendor, bearer, is_email
-from sandbox.state import DEMO_USERS, Document, SandboxState, UserModel
+from sandbox.common import Call, Simulator, Vendor, bearer, is_email
+from sandbox.state import Document, SandboxState, UserModel
+from workers.vendors.fleet import KIND
 
 PREFIX: Final = "/fleet"
 PATH: Final = "/fleet/api/users/{user_id}"
@@ -88,7 +89,7 @@ def blank(user_id: str) -> Document:
 def demo() -> Document:
     """The user of the seed's examples."""
     return {
-        **blank(DEMO_USERS["fleet"]),
+        **blank(KIND.demo_user_id),
         "email": "ada@example.com",
         "first_name": "Ada",
         "last_name": "Lovelace",
@@ -111,10 +112,18 @@ def seal(doc: Document) -> Document:
     return doc
 
 
-MODEL: Final = UserModel(blank=blank, demo=demo, seal=seal, id_pattern=USER_ID)
+def check_token(token: str) -> None:
+    """Fleet issues API keys starting with `flt_sk_`: a sandbox given another is misconfigured."""
+    if not token.startswith("flt_sk_"):
+        raise ValueError("Fleet API keys start with 'flt_sk_'")
+
+
+MODEL: Final = UserModel(
+    blank=blank, demo=demo, demo_id=KIND.demo_user_id, seal=seal, id_pattern=USER_ID
+)
 
 VENDOR: Final = Vendor(
-    kind="fleet",
+    kind=KIND.name,
     prefix=PREFIX,
     failure=failure,
     body_failure=body_failure,
@@ -122,6 +131,7 @@ VENDOR: Final = Vendor(
     model=MODEL,
     routes=re.compile(r"/fleet/api/users/[^/]+"),
     auth_message="Missing or invalid API key (expected Authorization: Bearer flt_sk_...).",
+    check_token=check_token,
 )
 
 
@@ -167,7 +177,7 @@ def _email_taken(call: Call, user: Document, email: str) -> bool:
         return False
     return any(
         other is not user and str(other.get("email") or "").lower() == email.lower()
-        for other in call.state.users["fleet"].values()
+        for other in call.state.users[KIND.name].values()
     )
 
 
@@ -176,7 +186,7 @@ async def patch_user(call: Call) -> web.Response:
     user_id = call.request.match_info["user_id"]
     if not USER_ID.fullmatch(user_id):
         return call.fail(400, f"user_id {user_id!r} does not match ^[1-9]\\d*$.")
-    user = call.state.user("fleet", user_id)
+    user = call.state.user(KIND.name, user_id)
     if user is None:
         return call.fail(404, f"User {user_id} not found.")
     body = call.body
@@ -208,3 +218,5 @@ async def patch_user(call: Call) -> web.Response:
 
 
 ROUTES: Final = (("PATCH", PATH, patch_user),)
+
+SIMULATOR: Final = Simulator(VENDOR, ROUTES)
