@@ -60,11 +60,30 @@ async def error_middleware(
             exc.status,
             {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None,
         )
+    except ConnectionResetError as exc:
+        if not _client_gone(request):
+            log.exception("unhandled_error", path=request.path, method=request.method)
+            return _internal_error()
+        # The client hung up mid-request (its body cut off): its fault, not the server's; the
+        # answer (a 4xx, for whatever counts statuses) reaches no one.
+        log.info("client_disconnected", path=request.path, method=request.method, error=str(exc))
+        return json_response(
+            {"error": {"code": "client_disconnected", "message": str(exc), "details": None}}, 400
+        )
     except Exception:  # the top-level supervisor: log the traceback, answer 500
         log.exception("unhandled_error", path=request.path, method=request.method)
-        return json_response(
-            {"error": {"code": "internal_error", "message": "internal error", "details": None}}, 500
-        )
+        return _internal_error()
+
+
+def _client_gone(request: web.Request) -> bool:
+    """Whether the request's connection is closed (a ConnectionResetError is the client's)."""
+    return request.transport is None or request.transport.is_closing()
+
+
+def _internal_error() -> web.Response:
+    return json_response(
+        {"error": {"code": "internal_error", "message": "internal error", "details": None}}, 500
+    )
 
 
 def create_gateway_app(settings: Settings, store: Store, previewer: Previewer) -> web.Application:

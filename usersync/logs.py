@@ -4,8 +4,11 @@ Configured once per entry point (CLI command). Redaction is a processor so no ca
 forget it, and it runs last, on everything a line carries (nested values, the formatted
 exception): the value of any key naming a secret becomes `***` whatever it is, and inside
 strings, usersync's ciphertext (`enc:v1:...`), bearer and basic credentials and `key=value` /
-`"key": "value"` pairs of a secret key are cut. The standard library's lines (arq, aiohttp,
-on stderr) go through the same string redaction.
+`"key": "value"` pairs of a secret key are cut. The standard library's records (aiohttp, arq,
+asyncio, warnings) are rendered by the same processors (`structlog.stdlib.ProcessorFormatter`)
+into the same stream: one JSON object a line, redacted alike, whoever logged it; and what the
+HTTP server library reports about a client's fault is one event without a traceback
+(`ClientFaults`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any, BinaryIO
 
 import orjson
 import structlog
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
 
 SECRET_WORDS = (
     "password",
@@ -125,33 +129,124 @@ def render_json(logger: Any, name: str, event_dict: MutableMapping[str, Any]) ->
     return orjson.dumps(redact_secrets(logger, name, event_dict), default=_unserializable)
 
 
-class RedactingFormatter(logging.Formatter):
-    """A stdlib formatter whose output (message and traceback) goes through `redact_text`."""
+RECORD_FIELDS = "usersync_fields"
+"""Attribute of a standard-library record holding key-value fields for its line."""
+MAX_REASON = 120
+"""The longest `reason` a `bad_http_request` line keeps of the parser's message."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        return redact_text(super().format(record))
+
+class ClientFaults(logging.Filter):
+    """Rewrites what aiohttp's server logs about a client's fault (at ERROR, with a traceback)
+    into one product event, then drops records below the configured level.
+
+    A request the HTTP parser refused (a NUL in a header, a header line past the limit, a bad
+    chunk) is `bad_http_request` at info with the parser's `reason` (first line, cut) and
+    `status`; bytes that are not HTTP at all stay at aiohttp's debug. A connection the client
+    dropped is `client_disconnected` at info. Neither is the server's failure: no traceback."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.name.startswith("aiohttp.") and isinstance(exc, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            reason = (exc.message.strip().splitlines() or [""])[0].rstrip(":")[:MAX_REASON]
+            level = logging.DEBUG if isinstance(exc, BadHttpMethod) else logging.INFO
+            _rewrite(
+                record,
+                "bad_http_request",
+                min(level, record.levelno),
+                {
+                    "reason": reason,
+                    "status": exc.code,
+                    "error": type(exc).__name__,
+                    "remote": remote,
+                },
+            )
+        elif record.name.startswith("aiohttp.") and isinstance(exc, ConnectionResetError):
+            _rewrite(record, "client_disconnected", logging.INFO, {"error": type(exc).__name__})
+        return record.levelno >= self.level
+
+
+def _rewrite(record: logging.LogRecord, event: str, level: int, fields: dict[str, Any]) -> None:
+    """Make `record` the line `event` at `level` with `fields`, without its traceback."""
+    record.msg, record.args = event, ()
+    record.exc_info, record.exc_text = None, None
+    record.levelno, record.levelname = level, logging.getLevelName(level)
+    setattr(record, RECORD_FIELDS, fields)
+
+
+def _record_fields(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """A standard-library line's logger name and the fields `ClientFaults` gave it."""
+    record = event_dict.get("_record")
+    if record is not None:
+        event_dict["logger"] = record.name
+        event_dict.update(getattr(record, RECORD_FIELDS, {}))
+    return event_dict
+
+
+def _render_text(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> str:
+    """`render_json` for `ProcessorFormatter`, which wants text."""
+    return render_json(logger, name, event_dict).decode()
+
+
+class LineHandler(logging.Handler):
+    """Writes each formatted record as one line to the binary stream structlog writes to."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record).encode() + b"\n")
+            self.stream.flush()
+        except Exception:  # noqa: BLE001 - logging must not raise into the caller
+            self.handleError(record)
 
 
 def configure_logging(
     level: str = "info", stream: BinaryIO | None = None, *, cache: bool = True
 ) -> None:
-    """JSON logs to stdout (or `stream`); arq's chatty per-job stdlib lines are silenced below
-    WARNING. `cache=False` lets a later call configure again (tests)."""
+    """JSON logs to stdout (or `stream`), the standard library's records included (libraries
+    below WARNING stay silent; arq's per-job lines too). `cache=False` lets a later call
+    configure again (tests)."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
+    output = stream or sys.stdout.buffer
+    shared: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.format_exc_info,
             render_json,  # redacts: last, so it sees the formatted exception too
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.BytesLoggerFactory(stream or sys.stdout.buffer),
+        logger_factory=structlog.BytesLoggerFactory(output),
         cache_logger_on_first_use=cache,
     )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(name)s %(levelname)s %(message)s"))
-    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    handler = LineHandler(output)
+    handler.addFilter(ClientFaults(numeric))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, _record_fields],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                _render_text,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, LineHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # a Python warning is a line like any other
     logging.getLogger("arq").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
