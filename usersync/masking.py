@@ -1,12 +1,18 @@
 """Where an event's secrets are, and hiding them from what people read.
 
-One rule says what a secret is, for everything that protects one: the value of any key named
-`password` (case-insensitively, at any depth: `changes.password`, a password in a
-`vendor_fields` object) and the `value` of any JSON Patch operation on a member so named (a
-Plaspy `vendor_fields` op on `/password`). `usersync.secrets` encrypts exactly these before an
-event is stored; dead letters show the stored event through `mask_secrets`, so an encrypted
-value reads `***` like a clear one. The workers mask the requests they preview with their own
-twin of this function; the gateway side does not import vendor code, so it has this one.
+One rule says what a secret is, for everything that protects one: the value of any key whose
+name is in `SECRET_KEYS` (ASCII case-insensitively, at any depth: `changes.password`,
+`Password` in a `vendor_fields` object, a tag so named) and the `value` of any object whose
+`path` is a string ending in such a name (a JSON Patch operation on `/password`, valid or not:
+an operation without `op` still carries the secret). `usersync.secrets` encrypts exactly these
+before an event is stored; dead letters show the stored event through `mask_secrets`, so an
+encrypted value reads `***` like a clear one; the workers mask the requests they preview with
+the same `mask_secrets` (`workers.vendors.base`). So the three cannot disagree.
+
+Names are compared after ASCII lower-casing only: a non-ASCII name is never a secret name (all
+of `SECRET_KEYS` are ASCII). That keeps `SecretBox.seal_json`'s fast path exact: a JSON text
+holding a secret name in any case holds it byte for byte once `bytes.lower()`ed, whereas
+Unicode lower-casing maps some non-ASCII letters to ASCII ones (the Kelvin sign to `k`).
 """
 
 from __future__ import annotations
@@ -16,17 +22,19 @@ from typing import Any
 
 MASK = "***"
 SECRET_KEYS = frozenset({"password"})
-"""Keys (compared case-insensitively) whose values are secrets wherever they appear."""
+"""Keys (compared ASCII case-insensitively) whose values are secrets wherever they appear."""
 
 
-def _is_secret(name: str) -> bool:
-    return name.lower() in SECRET_KEYS
+def is_secret_name(name: str) -> bool:
+    """Whether a key (or the last segment of a patch path) names a secret."""
+    return name.isascii() and name.lower() in SECRET_KEYS
 
 
 def _patch_targets_secret(op: dict[str, Any]) -> bool:
-    """A JSON Patch operation (`{"op", "path", "value"}`) writing a secret member."""
+    """An object with a `path` ending in a secret name: a JSON Patch operation writing a
+    secret member, whether or not it is a valid one (its `value` is the secret)."""
     path = op.get("path")
-    return isinstance(path, str) and "op" in op and _is_secret(path.rsplit("/", 1)[-1])
+    return isinstance(path, str) and is_secret_name(path.rsplit("/", 1)[-1])
 
 
 def _join(path: str, part: str | int) -> str:
@@ -45,7 +53,7 @@ def map_secrets(value: Any, replace: Callable[[str, Any], Any], path: str = "") 
     copy = {}
     for key, item in value.items():
         where = _join(path, key)
-        if item is not None and (_is_secret(str(key)) or (patch_op and key == "value")):
+        if item is not None and (is_secret_name(str(key)) or (patch_op and key == "value")):
             copy[key] = replace(where, item)
         else:
             copy[key] = map_secrets(item, replace, where)

@@ -25,11 +25,10 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from config.settings import VendorSettings
+from usersync.masking import MASK, mask_secrets
 from workers.errors import RetryableDeliveryError, SchemaRefused, VendorRefused
 
-MASK = "***"
 SECRET_HEADERS = frozenset({"authorization", "x-apikey"})
-SECRET_KEYS = frozenset({"password"})
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 MAX_MESSAGE = 500
 """The longest vendor message kept (logs, status answers, dead letters)."""
@@ -117,19 +116,24 @@ class VendorAdapter(Protocol):
         """Read the answer; raise RetryableDeliveryError or VendorRefused unless it succeeded."""
         ...
 
+    def vendor_fields_problems(self, fields: Any) -> list[tuple[str, str]]:
+        """Each reason the vendor's schema refuses an event's `vendor_fields` for this
+        instance, as (`vendor_fields.<instance>.<path>`, message), input values left out;
+        empty when `translate` would take them. The gateway asks it at ingest (a 422), so
+        fields a vendor refuses, and the secrets among them, are never stored."""
+        ...
 
-def mask_secrets(value: Any) -> Any:
-    """Replace secret values in a JSON body: `password` keys and JSON Patch ops on /password."""
-    if isinstance(value, list):
-        return [mask_secrets(item) for item in value]
-    if isinstance(value, dict):
-        if value.get("path") == "/password" and "value" in value:
-            return {**value, "value": MASK}
-        return {
-            key: (MASK if key in SECRET_KEYS and item is not None else mask_secrets(item))
-            for key, item in value.items()
-        }
-    return value
+
+def schema_problems(exc: ValidationError, where: str) -> list[tuple[str, str]]:
+    """Each problem of a validation as (`<where>.<dotted path>`, message), without input
+    values (they may be secrets) and without pydantic's `Value error, `."""
+    return [
+        (
+            ".".join([where, *(str(part) for part in error["loc"])]),
+            error["msg"].removeprefix("Value error, "),
+        )
+        for error in exc.errors(include_url=False, include_input=False)
+    ]
 
 
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
@@ -280,6 +284,10 @@ class AdapterBase(ABC, Generic[AnswerT]):
     """The vendor's documented 2xx answer."""
     answer_doc: ClassVar[str]
     """That answer in words (`<Vendor>'s documented body (<shape>)`), for error messages."""
+    body_model: ClassVar[type[BaseModel]]
+    """The vendor's documented request body, for a vendor whose body is a JSON object: its
+    `vendor_fields` are checked against it (`vendor_fields_problems`, `ObjectBody`). A vendor
+    of another shape overrides `vendor_fields_problems` instead."""
 
     def __init__(self, name: str, settings: VendorSettings) -> None:
         problems = self.settings_problems(name, settings)
@@ -304,6 +312,20 @@ class AdapterBase(ABC, Generic[AnswerT]):
                 vendor_message=f"HTTP {status} without {self.answer_doc}",
             ) from exc
         return self.result(answer, payload, status, message)
+
+    def vendor_fields_problems(self, fields: Any) -> list[tuple[str, str]]:
+        """`vendor_fields` of an object-body vendor: an object that `body_model` takes (the
+        check `ObjectBody.translation` makes before sending)."""
+        where = f"vendor_fields.{self.name}"
+        if not fields:
+            return []
+        if not isinstance(fields, Mapping):
+            return [(where, "must be an object of body fields")]
+        try:
+            self.body_model.model_validate(dict(fields))
+        except ValidationError as exc:
+            return schema_problems(exc, where)
+        return []
 
     @abstractmethod
     def vendor_message(self, payload: dict[str, Any]) -> str | None:

@@ -8,15 +8,23 @@ this mapping. See docs/adding-a-vendor.md.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from config import ConfigError, Settings
 from workers.vendors.base import VendorAdapter
 from workers.vendors.kind import AdapterClass, VendorKind
 
-__all__ = ["ADAPTER_KINDS", "KINDS", "REGISTERED", "AdapterClass", "VendorKind", "build_adapters"]
+__all__ = [
+    "ADAPTER_KINDS",
+    "KINDS",
+    "REGISTERED",
+    "AdapterClass",
+    "VendorKind",
+    "build_adapters",
+    "vendor_fields_check",
+]
 
 REGISTERED: Final = (
     "mileapp",
@@ -62,3 +70,26 @@ def build_adapters(settings: Settings) -> dict[str, VendorAdapter]:
     if problems:
         raise ConfigError("; ".join(problems))
     return adapters
+
+
+VendorFieldsCheck = Callable[[str, Any], list[dict[str, str]]]
+"""(instance name, its `vendor_fields`) -> each problem as `{"path", "message"}`."""
+
+
+def vendor_fields_check(adapters: Mapping[str, VendorAdapter]) -> VendorFieldsCheck:
+    """The gateway's check of an event's `vendor_fields`, made of the configured instances'
+    adapters (`VendorAdapter.vendor_fields_problems`, the rule `translate` applies): the
+    composition root (`usersync.runtime`) hands it to the gateway, which imports no vendor
+    code. An instance that is not configured has no problems here: the gateway refuses it
+    by name."""
+
+    def check(instance: str, fields: Any) -> list[dict[str, str]]:
+        adapter = adapters.get(instance)
+        if adapter is None:
+            return []
+        return [
+            {"path": path, "message": message}
+            for path, message in adapter.vendor_fields_problems(fields)
+        ]
+
+    return check

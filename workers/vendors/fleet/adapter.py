@@ -49,6 +49,7 @@ class FleetAdapter(AdapterBase[GetUserResponse]):
     role_values = ROLES
     answer_model = GetUserResponse
     answer_doc = "Fleet's documented body (a JSON object with the updated user under `data`)"
+    body_model = PatchUserBody
 
     def translate(self, change: ChangeSet) -> Translation:
         """The PATCH for the fields Fleet has a home for; None when there is none."""
@@ -58,7 +59,7 @@ class FleetAdapter(AdapterBase[GetUserResponse]):
                 vendor_message=f"Fleet user ids are positive integers (^[1-9]\\d*$); "
                 f"{change.vendor_user_id!r} is not one",
             )
-        draft = ObjectBody(PatchUserBody, f"vendor_fields.{self.name}")
+        draft = ObjectBody(self.body_model, f"vendor_fields.{self.name}")
         for field, value in change.changes.items():
             key = FIELDS.get(field)
             if key is None:

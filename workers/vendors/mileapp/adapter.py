@@ -33,6 +33,7 @@ class MileAppAdapter(AdapterBase[PatchUserAnswer]):
     kind: ClassVar[str] = "mileapp"
     answer_model = PatchUserAnswer
     answer_doc = "MileApp's documented body (a JSON object with a boolean `status`)"
+    body_model = PatchUserBody
 
     @classmethod
     def settings_problems(cls, name: str, settings: VendorSettings) -> list[str]:
@@ -49,7 +50,7 @@ class MileAppAdapter(AdapterBase[PatchUserAnswer]):
 
     def translate(self, change: ChangeSet) -> Translation:
         """The PATCH for the fields MileApp has a home for; None when only the id would go."""
-        draft = ObjectBody(PatchUserBody, f"vendor_fields.{self.name}")
+        draft = ObjectBody(self.body_model, f"vendor_fields.{self.name}")
         touched, name = join_name(change)
         parts = tuple(part for part in NAME_PARTS if part in change.changes)
         if touched and name is None:

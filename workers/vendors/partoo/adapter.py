@@ -51,12 +51,13 @@ class PartooAdapter(AdapterBase[UpdateUserAnswer]):
     answer_doc = (
         'Partoo\'s documented body (a JSON object such as {"id": ..., "status": "success"})'
     )
+    body_model = UpdateUserBody
 
     def translate(self, change: ChangeSet) -> Translation:
         """The POST for the fields Partoo has a home for; None when there is none."""
         url = vendor_url(self.settings.base, "user", change.vendor_user_id, vendor="Partoo")
         where = f"vendor_fields.{self.name}"
-        draft = ObjectBody(UpdateUserBody, where)
+        draft = ObjectBody(self.body_model, where)
         for field, value in change.changes.items():
             key = FIELDS.get(field)
             if key is None:

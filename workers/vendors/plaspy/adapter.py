@@ -45,6 +45,10 @@ PATHS = {
 }
 """Canonical field -> JSON Patch path (SPEC §1); the name parts and tags are built apart."""
 USAGE_KEYS = ("apiUsage", "apiDailyUsage")
+NOT_A_PATCH = (
+    "must be a list of JSON Patch operations (RFC 6902), "
+    'e.g. [{"op": "add", "path": "/country", "value": "Colombia"}]'
+)
 
 
 class PlaspyAdapter(AdapterBase[PatchAnswer]):
@@ -135,17 +139,30 @@ class PlaspyAdapter(AdapterBase[PatchAnswer]):
             return f"{value.isoformat()}T00:00:00Z"
         return value
 
+    def vendor_fields_problems(self, fields: Any) -> list[tuple[str, str]]:
+        """`vendor_fields` for Plaspy: a JSON Patch array on writable fields (`_vendor_fields`
+        refuses exactly these), each problem at `vendor_fields.<instance>.<index>...`."""
+        where = f"vendor_fields.{self.name}"
+        if not fields:
+            return []
+        if not isinstance(fields, list | tuple):
+            return [(where, NOT_A_PATCH)]
+        ops = [dict(op) if isinstance(op, Mapping) else op for op in fields]
+        try:
+            _check(ops)
+        except ValidationError as exc:
+            return [(f"{where}.{path}", message) for path, message in _problems(exc)]
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+            return [(where, str(exc))]
+        return []
+
     def _vendor_fields(self, fields: Any) -> list[dict[str, Any]]:
         """The event's Plaspy-native operations: a JSON Patch array on writable fields."""
         if not fields:
             return []
         where = f"vendor_fields.{self.name}"
         if not isinstance(fields, list | tuple):
-            raise SchemaRefused(
-                "invalid_vendor_fields",
-                vendor_message=f"{where}: must be a list of JSON Patch operations (RFC 6902), "
-                'e.g. [{"op": "add", "path": "/country", "value": "Colombia"}]',
-            )
+            raise SchemaRefused("invalid_vendor_fields", vendor_message=f"{where}: {NOT_A_PATCH}")
         ops = [dict(op) if isinstance(op, Mapping) else op for op in fields]
         _validate(ops, where, reason="invalid_vendor_fields")
         return ops
@@ -163,30 +180,45 @@ def _within(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent + "/")
 
 
+def _check(ops: list[Any]) -> None:
+    """The shape of each operation (pydantic) and the patch as a whole (jsonpatch); raises
+    ValidationError, JsonPatchException or JsonPointerException."""
+    PatchBody.validate_python(ops)
+    jsonpatch.JsonPatch(ops)
+
+
 def _validate(ops: list[Any], where: str, reason: str = "invalid_request") -> None:
-    """Check the shape of each operation (pydantic) and the patch as a whole (jsonpatch)."""
+    """`_check`, refusals as SchemaRefused(`reason`) naming where."""
     try:
-        PatchBody.validate_python(ops)
-        jsonpatch.JsonPatch(ops)
+        _check(ops)
     except ValidationError as exc:
         raise SchemaRefused(reason, vendor_message=_describe(exc, where)) from exc
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
         raise SchemaRefused(reason, vendor_message=f"{where}: {exc}") from exc
 
 
-def _describe(exc: ValidationError, where: str) -> str:
-    """Each problem as `where[i].member: message`, without input values (they may be secrets)."""
-    lines = []
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """Each problem as (`<index>.<member>`, message), without input values (they may be
+    secrets) and without the union's tag in the path (the message implies it)."""
+    problems = []
     for error in exc.errors(include_url=False, include_input=False):
         index, *rest = error["loc"] or ("?",)
         if rest and rest[0] in {"add", "replace", "test", "remove", "move", "copy"}:
-            rest = rest[1:]  # the union's tag, which the message already implies
-        path = f"{where}[{index}]" + "".join(f".{part}" for part in rest)
+            rest = rest[1:]
         if error["type"] == "union_tag_not_found":
             message = "the operation has no `op` member"
         elif error["type"] == "union_tag_invalid":
             message = "`op` must be one of add, remove, replace, move, copy, test"
         else:
             message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"{path}: {message}")
+        problems.append((".".join(str(part) for part in (index, *rest)), message))
+    return problems
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    """Each problem as `where[i].member: message` (see `_problems`)."""
+    lines = []
+    for path, message in _problems(exc):
+        index, _, rest = path.partition(".")
+        lines.append(f"{where}[{index}]" + (f".{rest}" if rest else "") + f": {message}")
     return "; ".join(lines)
