@@ -85,11 +85,17 @@ async def close(writer: asyncio.StreamWriter) -> None:
 
 
 async def closed_by_server(reader: asyncio.StreamReader) -> bytes:
-    """Everything the server sends until it closes the connection (a reset counts as closed)."""
-    try:
-        return await reader.read()
-    except ConnectionError:
-        return b""
+    """Everything the server sends until it closes the connection (a reset counts as closed:
+    the server may close while the client is still sending, which resets the connection)."""
+    received = bytearray()
+    while True:
+        try:
+            block = await reader.read(65536)
+        except ConnectionError:
+            return bytes(received)
+        if not block:
+            return bytes(received)
+        received += block
 
 
 def descriptors_for(count: int) -> int:
