@@ -94,12 +94,19 @@ def write_config(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """A usersync config for the benchmark: its own Redis, the four vendors on the sandbox
-    with rate limits out of the way, warnings-only logs."""
+    with rate limits (the vendors' and the source's) out of the way, warnings-only logs."""
     base = f"http://127.0.0.1:{sandbox_port}"
     config: dict[str, Any] = {
         "redis": {"url": redis_url},
         "gateway": {"host": "127.0.0.1", "port": gateway_port},
-        "sources": [{"name": "hris", "token": SOURCE_TOKEN}],
+        # The benchmark measures throughput: the default source rate limit (1000/s) raised
+        "sources": [
+            {
+                "name": "hris",
+                "token": SOURCE_TOKEN,
+                "rate_limit": {"per_second": 100000, "burst": 100000},
+            }
+        ],
         "worker": {"concurrency": concurrency, "poll_delay_s": poll_delay_s},
         "secrets": {"keys": [SECRET_KEY]},
         "sandbox": {"enabled": True, "host": "127.0.0.1", "port": sandbox_port},

@@ -45,6 +45,14 @@ class RedisSettings(_Strict):
         default=".usersync/redis", description="working directory of the embedded Redis"
     )
     embedded_port: int = Field(default=6399, ge=0, le=65535, description="0 picks a free port")
+    max_memory_fraction: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="the gateway refuses new events (503 storage_full) once Redis's used memory "
+        "reaches this fraction of its maxmemory, leaving the rest to the workers draining it; "
+        "0, or a Redis without maxmemory: no check",
+    )
 
     @field_validator("url")
     @classmethod
@@ -162,6 +170,11 @@ class SourceRateLimit(_Strict):
     burst: int = Field(ge=1, le=100_000, description="posts allowed at once after a quiet spell")
 
 
+DEFAULT_SOURCE_RATE = SourceRateLimit(per_second=1000, burst=2000)
+"""A source's rate limit when its config gives none: far above what an HR system or an IdP
+posts, low enough that one source's credentials cannot fill Redis in seconds."""
+
+
 class SourceSettings(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     token: LongSecret | None = Field(
@@ -179,7 +192,9 @@ class SourceSettings(_Strict):
         default=False, description="refuse this source's requests that are not signed"
     )
     rate_limit: SourceRateLimit | None = Field(
-        default=None, description="event posts allowed, all gateway processes together"
+        default=DEFAULT_SOURCE_RATE,
+        description="event posts allowed, all gateway processes together; left out: 1000/s, "
+        "burst 2000; null: no limit",
     )
     allowed_targets: list[str] | None = Field(
         default=None, description="vendor instances this source may target; left out: all"

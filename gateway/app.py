@@ -27,6 +27,7 @@ from gateway.context import (
     json_response,
 )
 from gateway.errors import ApiError, redis_unavailable
+from gateway.storage import add_storage_gauge, is_out_of_memory, storage_full
 from usersync.dead_letters import DeadLetters
 from usersync.pairs import PairQueue
 from usersync.secrets import secret_box
@@ -48,8 +49,12 @@ async def error_middleware(
     except ApiError as exc:
         return json_response(exc.body(), exc.status, exc.headers)
     except RedisError as exc:
-        log.warning("redis_unavailable", path=request.path, error=type(exc).__name__)
-        error = redis_unavailable()
+        if is_out_of_memory(exc):  # Redis past maxmemory: what the storage gauge would say
+            log.warning("storage_full_refused", path=request.path)
+            error = storage_full()
+        else:
+            log.warning("redis_unavailable", path=request.path, error=type(exc).__name__)
+            error = redis_unavailable()
         return json_response(error.body(), error.status, error.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -98,6 +103,7 @@ def create_gateway_app(settings: Settings, store: Store, previewer: Previewer) -
     app[VENDOR_GUARD] = VendorGuard(store.redis)
     app[SOURCE_RATES] = SourceRates(store.redis)
     app[SECRET_BOX] = secret_box(settings.secrets)
+    add_storage_gauge(app, store.redis, settings.redis.max_memory_fraction)
     app[BODY_BUDGET] = BodyBudget(settings.gateway.max_inflight_body_bytes)
     routes.add_routes(app)
     return app

@@ -23,6 +23,7 @@ from gateway.body import MAX_ARRAY_ITEMS, parse_json_object, read_json_body
 from gateway.context import SECRET_BOX, SETTINGS, SOURCE_RATES, STORE, json_response
 from gateway.errors import ApiError
 from gateway.ingest import build_record, link_conflict, log_link_changes, validated_event
+from gateway.storage import STORAGE
 from usersync.links import LinkConflict
 from usersync.secrets import SecretBox
 from usersync.status import utc_now_iso
@@ -103,6 +104,7 @@ async def post_events_batch(request: web.Request) -> web.Response:
     claim = check_headers(request, settings, admin_allowed=False)  # before a byte of body
     raw = await read_json_body(request, body_limit(settings))
     source = source_of(await verify_body(claim, settings, raw, store.redis))
+    request.app[STORAGE].check()  # 503 storage_full, as for one event
     envelope = parse_json_object(raw, max(MAX_ARRAY_ITEMS, settings.gateway.batch_max_events + 1))
     events = _events(envelope, settings)
     await enforce_source_rate(request.app[SOURCE_RATES], source, cost=len(events))

@@ -62,7 +62,8 @@ ERRORS: dict[int, str] = {
     422: "schema violation: `details` lists the path and message of every problem (for a "
     "query parameter, its name; unknown fields and query parameters are refused)",
     429: "the source is over its rate limit: retry after `Retry-After` seconds",
-    503: "Redis is unavailable: nothing was accepted or changed; retry after `Retry-After`",
+    503: "Redis is unavailable (`redis_unavailable`), or too full for a new event "
+    "(`storage_full`): nothing was accepted or changed; retry after `Retry-After`",
 }
 _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {

@@ -31,6 +31,7 @@ from gateway.ingest import (
     log_link_changes,
     validated_event,
 )
+from gateway.storage import STORAGE
 from usersync.links import LinkConflict, LinkDetail
 from usersync.status import utc_now_iso
 
@@ -41,13 +42,14 @@ async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[st
     """Order of refusals: what the headers show of the credentials (401/403: a bearer token,
     a signature's headers, source and timestamp), before a byte of the body is read; 415;
     413 (declared, or while streaming); 503 `overloaded`; 408; the signature over the exact
-    bytes read (401); the source's rate (429); then 400 and 422 from parsing; 403 for the
-    source or a target."""
+    bytes read (401); Redis nearly full (503 `storage_full`); the source's rate (429); then
+    400 and 422 from parsing; 403 for the source or a target."""
     settings = request.app[SETTINGS]
     redis = request.app[STORE].redis
     claim = check_headers(request, settings, admin_allowed=False)
     raw = await read_json_body(request, settings.gateway.max_body_bytes)
     source = source_of(await verify_body(claim, settings, raw, redis))
+    request.app[STORAGE].check()  # 503 storage_full, before the rate: it takes nothing
     await enforce_source_rate(request.app[SOURCE_RATES], source)
     event, targets = validated_event(parse_json_object(raw), settings, source)
     structlog.contextvars.bind_contextvars(event_id=event.event_id, user_id=event.user.id)
