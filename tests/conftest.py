@@ -27,6 +27,7 @@ from redis.asyncio.connection import AbstractConnection
 
 from config.settings import Settings
 from sandbox import create_sandbox_app
+from tests import kinds
 from usersync import runtime
 from usersync.logs import configure_logging
 from usersync.redis_server import EmbeddedRedis
@@ -40,25 +41,15 @@ IDP_TOKEN = "test-idp-token-0123456789"
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SECRET_KEY = "QWIDbk7KY2YNJTBMQf1KGJAg_AkDOY0FWvIWc8mo1gs="
 """The Fernet key that encrypts passwords at rest in the tests' settings."""
-VENDOR_TOKENS = {
-    "mileapp": "test-mileapp-token",
-    "fleet": "flt_sk_test_token",
-    "plaspy": "test-plaspy-token",
-    "partoo": "test-partoo-key",
-}
+VENDOR_TOKENS = dict(kinds.TOKENS)
+"""Kind -> the credential the test sandbox accepts and the test instances send (every
+registered kind, from its testing module)."""
+VENDOR_PATHS = {name: fixtures.sandbox_path for name, fixtures in kinds.FIXTURES.items()}
+"""Kind -> its `base_url` path under the sandbox."""
 INSTANCE_KINDS = {"mileapp": "mileapp", "fleet-eu": "fleet", "plaspy": "plaspy", "partoo": "partoo"}
-VENDOR_PATHS = {
-    "mileapp": "/mileapp/api/v3",
-    "fleet": "/fleet/api",
-    "plaspy": "/plaspy",
-    "partoo": "/partoo/v2",
-}
-USER_IDS = {
-    "mileapp": "65c1f4eeca7c4816d94587b7",
-    "fleet-eu": "42",
-    "plaspy": "usr-12345",
-    "partoo": "5309c3a237bbc544d8e26737",
-}
+"""The vendor instances of the test config (configuration: the tests address them by name)."""
+USER_IDS = {name: kinds.DEMO_USERS[kind] for name, kind in INSTANCE_KINDS.items()}
+"""Instance -> the sandbox's demo user of its kind."""
 
 
 @pytest.fixture(scope="session")
@@ -132,9 +123,8 @@ def make_raw_settings(redis_url: str, sandbox_url: str, **overrides: Any) -> dic
         }
         for name, kind in INSTANCE_KINDS.items()
     }
-    vendors["fleet-eu"]["roles"] = {"admin": "ADMIN", "employee": "EMPLOYEE"}
-    vendors["plaspy"]["roles"] = {"admin": "administrators", "employee": "users"}
-    vendors["partoo"]["roles"] = {"admin": "ORG_ADMIN", "employee": "BUSINESS_MANAGER"}
+    for name, kind in INSTANCE_KINDS.items():
+        vendors[name].update(kinds.FIXTURES[kind].settings)
     raw: dict[str, Any] = {
         "redis": {"url": redis_url},
         "gateway": {"port": 0, "admin_token": ADMIN_TOKEN, "max_body_bytes": 4096},

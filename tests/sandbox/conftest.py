@@ -13,26 +13,14 @@ import pytest
 from aiohttp import web
 
 from sandbox import Simulator, create_sandbox_app
+from tests.kinds import DEMO_USERS, FIXTURES, NAMES, TOKENS
 from usersync.sandbox_wiring import simulators_from_registry
-from workers.vendors.registry import KINDS as REGISTERED
 
-TOKENS = {
-    "mileapp": "mileapp-test-token",
-    "fleet": "flt_sk_test_token",
-    "plaspy": "plaspy-test-token",
-    "partoo": "partoo-test-key",
-}
-KINDS = tuple(REGISTERED)
-DEMO_USERS = {name: kind.demo_user_id for name, kind in REGISTERED.items()}
+KINDS = NAMES
 SIMULATORS: tuple[Simulator, ...] = simulators_from_registry()
 """The registered kinds' simulators, as usersync's composition root passes them."""
-# A valid, state-changing body for each vendor's demo user.
-VALID_BODIES: dict[str, Any] = {
-    "mileapp": {"_id": DEMO_USERS["mileapp"], "name": "Ada Lovelace"},
-    "fleet": {"first_name": "Augusta"},
-    "plaspy": [{"op": "replace", "path": "/name", "value": "Ada Lovelace"}],
-    "partoo": {"first_name": "Augusta"},
-}
+# A valid, state-changing body for each vendor's demo user (from each kind's testing module).
+VALID_BODIES: dict[str, Any] = {kind: FIXTURES[kind].simulator_body for kind in KINDS}
 UNSET = object()
 
 
@@ -85,23 +73,16 @@ class Sim:
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
         """Call the kind's documented update endpoint, authenticated as that vendor expects."""
+        fixtures = FIXTURES[kind]
         user_id = DEMO_USERS[kind] if user_id is None else user_id
-        token = TOKENS[kind] if token == "default" else token
-        method, path = {
-            "mileapp": ("PATCH", "/mileapp/api/v3/user"),
-            "fleet": ("PATCH", f"/fleet/api/users/{user_id}"),
-            "plaspy": ("PATCH", f"/plaspy/api/users/{user_id}"),
-            "partoo": ("POST", f"/partoo/v2/user/{user_id}"),
-        }[kind]
+        token = fixtures.token if token == "default" else token
+        path = fixtures.update_url(fixtures.sandbox_path, user_id)
         sent = dict(headers or {})
         if token is not None:
-            if kind == "partoo":
-                sent["x-APIKey"] = token
-            else:
-                sent["Authorization"] = f"Bearer {token}"
+            sent.update(fixtures.auth_headers(token))
         if body is UNSET and data is None:
             body = VALID_BODIES[kind]
-        return await self.request(method, path, body=body, data=data, headers=sent)
+        return await self.request(fixtures.update_method, path, body=body, data=data, headers=sent)
 
     async def user(self, kind: str, user_id: str | None = None) -> dict[str, Any]:
         user_id = DEMO_USERS[kind] if user_id is None else user_id

@@ -7,33 +7,17 @@ from typing import Any
 
 import pytest
 
+from tests.kinds import FIXTURES
+
 from .conftest import KINDS, Sim
 
 # The field each vendor's valid demo body changes, and its value before.
-CHANGED = {
-    "mileapp": ("name", "Example"),
-    "fleet": ("first_name", "Ada"),
-    "plaspy": ("name", "Juan Perez"),
-    "partoo": ("first_name", "Perceval"),
-}
+CHANGED = {kind: FIXTURES[kind].simulator_change for kind in KINDS}
 
 
 def failure_message(kind: str, body: Any) -> str:
     """The message in a vendor's failure body; fails if the body is not its failure shape."""
-    if kind == "mileapp":
-        assert body["status"] is False
-        return str(body["message"])
-    if kind == "plaspy":
-        assert body["success"] is False
-        assert {"apiUsage", "apiDailyUsage"} <= body.keys()
-        return str(body["error"])
-    if kind == "fleet":
-        return str(body["error"]["message"])
-    errors = body["errors"]
-    value = next(iter(errors.values()))
-    if isinstance(value, dict):
-        return str(value["_schema"][0])
-    return str(value)
+    return FIXTURES[kind].failure_message(body)
 
 
 async def assert_unchanged(sim: Sim, kind: str) -> None:
@@ -100,7 +84,7 @@ async def test_latency_combines_with_status(sim: Sim, kind: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "status"), [("mileapp", 200), ("plaspy", 200), ("fleet", 400), ("partoo", 400)]
+    ("kind", "status"), [(kind, FIXTURES[kind].body_failure_status) for kind in KINDS]
 )
 async def test_body_failure(sim: Sim, kind: str, status: int) -> None:
     """body_failure: the vendor's body-level failure (HTTP 200 where documented) with the message."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import DEMO_USERS, Sim
+from .conftest import DEMO_USERS, TOKENS, Sim
 
 USER = DEMO_USERS["mileapp"]
 
@@ -56,7 +56,7 @@ async def test_non_bearer_scheme_is_401(sim: Sim) -> None:
         "PATCH",
         "/mileapp/api/v3/user",
         body={"_id": USER, "name": "X"},
-        headers={"Authorization": "Token mileapp-test-token"},
+        headers={"Authorization": f"Token {TOKENS['mileapp']}"},
     )
     assert answer.status == 401
 
@@ -128,7 +128,7 @@ async def test_id_in_path_is_not_a_route(sim: Sim) -> None:
         "PATCH",
         f"/mileapp/api/v3/user/{USER}",
         body={"name": "x"},
-        headers={"Authorization": "Bearer mileapp-test-token"},
+        headers={"Authorization": f"Bearer {TOKENS['mileapp']}"},
     )
     assert answer.status == 404
     assert answer.body["status"] is False

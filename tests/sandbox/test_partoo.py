@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import DEMO_USERS, Sim
+from .conftest import DEMO_USERS, TOKENS, Sim
 
 USER = DEMO_USERS["partoo"]
 
@@ -115,7 +115,7 @@ async def test_bad_or_missing_key_is_401(sim: Sim, headers: dict[str, str]) -> N
 async def test_bearer_is_not_partoo_auth(sim: Sim) -> None:
     """Partoo reads x-APIKey, not Authorization: Bearer."""
     answer = await sim.vendor(
-        "partoo", token=None, headers={"Authorization": "Bearer partoo-test-key"}
+        "partoo", token=None, headers={"Authorization": f"Bearer {TOKENS['partoo']}"}
     )
     assert answer.status == 401
 
@@ -139,6 +139,6 @@ async def test_not_json_body_is_400(sim: Sim) -> None:
 async def test_patch_method_is_not_partoo(sim: Sim) -> None:
     """Partoo's update is a POST: PATCH on the same path is a 405."""
     answer = await sim.request(
-        "PATCH", f"/partoo/v2/user/{USER}", body={}, headers={"x-APIKey": "partoo-test-key"}
+        "PATCH", f"/partoo/v2/user/{USER}", body={}, headers={"x-APIKey": TOKENS["partoo"]}
     )
     assert answer.status == 405

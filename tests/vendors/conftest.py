@@ -10,26 +10,13 @@ import pytest
 
 from config.settings import VendorSettings
 from gateway.events import Changes
+from tests.kinds import FIXTURES, TOKENS
 from workers.vendors.base import ChangeSet
 
-TOKENS = {
-    "mileapp": "mileapp-secret-token",
-    "fleet": "flt_sk_secret_token",
-    "plaspy": "plaspy-secret-token",
-    "partoo": "partoo-secret-api-key",
-}
-BASE_URLS = {
-    "mileapp": "https://mileapp.example/api/v3/",
-    "fleet": "https://fleet.example/api",
-    "plaspy": "https://plaspy.example",
-    "partoo": "https://partoo.example/v2/",
-}
-ROLES = {
-    "mileapp": {},
-    "fleet": {"admin": "ADMIN", "employee": "EMPLOYEE"},
-    "plaspy": {"admin": "administrators", "employee": "users"},
-    "partoo": {"admin": "ORG_ADMIN", "employee": "BUSINESS_MANAGER"},
-}
+# Per kind, from its testing module (workers/vendors/<kind>/testing.py), as TOKENS is.
+BASE_URLS = {name: fixtures.example_base_url for name, fixtures in FIXTURES.items()}
+
+__all__ = ["BASE_URLS", "TOKENS", "MakeChange", "MakeSettings"]
 
 MakeSettings = Callable[..., VendorSettings]
 MakeChange = Callable[..., ChangeSet]
@@ -44,7 +31,7 @@ def vendor_settings() -> MakeSettings:
             "kind": kind,
             "base_url": BASE_URLS[kind],
             "auth": {"token": TOKENS[kind]},
-            "roles": ROLES[kind],
+            **FIXTURES[kind].settings,
         }
         raw.update(overrides)
         return VendorSettings.model_validate(raw)

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.kinds import FIXTURES
 from workers.errors import RetryableDeliveryError, VendorRefused
 from workers.vendors.base import VendorAdapter
 from workers.vendors.registry import ADAPTER_KINDS
@@ -17,18 +18,9 @@ from workers.vendors.registry import ADAPTER_KINDS
 from .conftest import MakeSettings
 
 KINDS = sorted(ADAPTER_KINDS)
-SUCCESS: dict[str, Any] = {
-    "mileapp": {"status": True, "message": "Data has been updated successfully.", "property": {}},
-    "fleet": {"data": {"id": 42, "company_id": 7, "email": "ada@example.com"}},
-    "plaspy": {"success": True, "id": "usr-12345", "apiUsage": 25, "apiDailyUsage": 100},
-    "partoo": {"id": "5309c3a237bbc544d8e26737", "status": "success"},
-}
-WRONG_SHAPE: dict[str, Any] = {
-    "mileapp": {"message": "no status here"},
-    "fleet": {"id": 42},
-    "plaspy": {"success": "yes"},
-    "partoo": {"status": "failure"},
-}
+# Per kind, from its testing module: the documented 2xx answer, and one lacking its shape.
+SUCCESS: dict[str, Any] = {kind: dict(FIXTURES[kind].success_answer) for kind in KINDS}
+WRONG_SHAPE: dict[str, Any] = {kind: dict(FIXTURES[kind].wrong_shape) for kind in KINDS}
 
 
 @pytest.fixture(params=KINDS)

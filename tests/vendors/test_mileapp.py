@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.kinds import FIXTURES
 from workers.errors import SchemaRefused, VendorRefused
 from workers.vendors.base import Omission
 from workers.vendors.mileapp import MileAppAdapter
@@ -20,22 +21,8 @@ HEADERS = {
     "Content-Type": "application/json",
     "Accept": "application/json",
 }
-NO_HOME = {
-    "phone_country": "FR",
-    "language": "fr",
-    "job_title": "Engineer",
-    "start_date": "2024-01-15",
-    "end_date": "2026-12-31",
-    "birth_date": "1990-05-21",
-    "birth_city": "Paris",
-    "birth_country": "FR",
-    "country": "FR",
-    "timezone": "Europe/Paris",
-    "role": "admin",
-    "active": False,
-    "password": "Secret-Passw0rd!",
-    "tags": {"vip": "true"},
-}
+NO_HOME = FIXTURES["mileapp"].no_home
+"""Canonical fields Mileapp has no place for (the shared suite checks each alone)."""
 
 
 @pytest.fixture
@@ -97,16 +84,6 @@ def test_null_is_not_clearable(
     translation = adapter.translate(change(changes))
     assert translation.request is None
     assert translation.omitted == tuple(Omission(field, "not_clearable") for field in omitted)
-
-
-@pytest.mark.parametrize(("field", "value"), sorted(NO_HOME.items()))
-def test_fields_with_no_home_send_nothing(
-    adapter: MileAppAdapter, change: MakeChange, field: str, value: Any
-) -> None:
-    """A field MileApp has no place for produces no request and is listed as no_home."""
-    translation = adapter.translate(change({field: value}))
-    assert translation.request is None
-    assert translation.omitted == (Omission(field, "no_home"),)
 
 
 def test_mixed_changes_send_only_what_has_a_home(

@@ -31,20 +31,6 @@ VALUES: list[tuple[str, Any, str, Any]] = [
     ("password", "Secret-Passw0rd!", "password", "Secret-Passw0rd!"),
     ("language", "fr", "lang", "fr"),
 ]
-NO_HOME = {
-    "display_name": "Countess Ada",
-    "phone": "+33123456789",
-    "phone_country": "FR",
-    "job_title": "Engineer",
-    "start_date": "2024-01-15",
-    "end_date": "2026-12-31",
-    "birth_date": "1990-05-21",
-    "birth_city": "Paris",
-    "birth_country": "FR",
-    "country": "FR",
-    "timezone": "Europe/Paris",
-    "tags": {"vip": "true"},
-}
 WEAK_PASSWORDS = [
     ("Sh0rt!", "at least 8 characters"),
     ("lowercase-only-1", "an upper-case letter"),
@@ -87,16 +73,6 @@ def test_null_is_not_clearable(adapter: PartooAdapter, change: MakeChange, field
     translation = adapter.translate(change({field: None}))
     assert translation.request is None
     assert translation.omitted == (Omission(field, "not_clearable"),)
-
-
-@pytest.mark.parametrize(("field", "value"), sorted(NO_HOME.items()))
-def test_fields_with_no_home_send_nothing(
-    adapter: PartooAdapter, change: MakeChange, field: str, value: Any
-) -> None:
-    """A field Partoo has no place for produces no request and is listed as no_home."""
-    translation = adapter.translate(change({field: value}))
-    assert translation.request is None
-    assert translation.omitted == (Omission(field, "no_home"),)
 
 
 @pytest.mark.parametrize(

@@ -45,14 +45,6 @@ CLEARABLE = [
     ("timezone", "/timeZone"),
     ("role", "/group"),
 ]
-NO_HOME = {
-    "phone": "+33123456789",
-    "phone_country": "FR",
-    "language": "fr",
-    "birth_date": "1990-05-21",
-    "birth_city": "Paris",
-    "birth_country": "FR",
-}
 
 
 @pytest.fixture
@@ -131,16 +123,6 @@ def test_ops_are_sorted_by_path(adapter: PlaspyAdapter, change: MakeChange) -> N
         "/email",
         "/timeZone",
     ]
-
-
-@pytest.mark.parametrize(("field", "value"), sorted(NO_HOME.items()))
-def test_fields_with_no_home_send_nothing(
-    adapter: PlaspyAdapter, change: MakeChange, field: str, value: Any
-) -> None:
-    """A field Plaspy has no place for produces no request and is listed as no_home."""
-    translation = adapter.translate(change({field: value}))
-    assert translation.request is None
-    assert translation.omitted == (Omission(field, "no_home"),)
 
 
 def test_empty_tags_send_nothing(adapter: PlaspyAdapter, change: MakeChange) -> None:

@@ -19,6 +19,7 @@ from workers.vendors.mileapp import MileAppAdapter
 from workers.vendors.partoo import PartooAdapter
 from workers.vendors.plaspy import PlaspyAdapter
 from workers.vendors.registry import ADAPTER_KINDS, KINDS, build_adapters
+from workers.vendors.testing import fixtures_of
 
 
 def vendor(kind: str, **extra: Any) -> dict[str, Any]:
@@ -65,6 +66,16 @@ def test_a_kind_names_its_own_simulator(name: str) -> None:
     simulator = load_simulator(kind)
     assert simulator.kind == name
     assert simulator.vendor.model.demo_id == kind.demo_user_id
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_a_kind_names_its_own_fixtures(name: str) -> None:
+    """A kind's test fixtures are a module of its own folder, and their token is one its
+    simulator can be configured with."""
+    kind = KINDS[name]
+    assert kind.fixtures.startswith(f"workers.vendors.{name}.")
+    fixtures = fixtures_of(kind)
+    load_simulator(kind).vendor.check_token(fixtures.token)
 
 
 @pytest.mark.parametrize(
