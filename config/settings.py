@@ -117,6 +117,13 @@ class GatewaySettings(_Strict):
         le=3600,
         description="a signed request's timestamp may be this far from the gateway's clock",
     )
+    max_future_skew_s: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="an event's occurred_at may be at most this far ahead of the gateway's "
+        "clock (else 422): a far-future time would make every later change of its fields stale",
+    )
     require_signatures: bool = Field(
         default=False,
         description="every source must sign its requests (each needs an hmac_secret)",

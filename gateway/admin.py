@@ -1,4 +1,5 @@
-"""Operators' calls: the dead-letter queue, vendor state (admin token), and `/metrics` (open).
+"""Operators' calls: the dead-letter queue, vendor state, ordering resets (admin token), and
+`/metrics` (open).
 
 Every input is checked before Redis is asked: an id that is not a dead-letter id is a 404, a
 bad query parameter or body a 422 naming it, so nothing an operator types can become a 500.
@@ -6,6 +7,7 @@ bad query parameter or body a 422 naming it, so nothing an operator types can be
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Collection
@@ -20,7 +22,7 @@ from gateway.auth import require_admin
 from gateway.body import read_json_object
 from gateway.context import DEAD_LETTERS, SETTINGS, STORE, VENDOR_GUARD, json_response
 from gateway.errors import ApiError
-from gateway.events import EVENT_ID_PATTERN
+from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN
 from usersync import keys, metrics
 from usersync.dead_letters import (
     DEFAULT_LIMIT,
@@ -30,6 +32,7 @@ from usersync.dead_letters import (
     DeadLetterNotFound,
     DeadLetterUnreadable,
 )
+from usersync.ordering import reset_ordering
 
 log = structlog.get_logger("usersync.gateway")
 
@@ -236,6 +239,40 @@ async def get_vendors(request: web.Request) -> web.Response:
     return json_response({"vendors": states})
 
 
+async def reset_user_ordering(request: web.Request) -> web.Response:
+    """Clear a user's ordering state (`usersync.ordering`) at one vendor instance
+    (`?vendor=`), or at every configured one and in the name profile: the next change of
+    each field is sent whatever its order key. 409 while a pair is in flight, nothing cleared."""
+    settings = request.app[SETTINGS]
+    require_admin(request, settings)
+    user_id = request.match_info["user_id"]
+    if not re.fullmatch(USER_ID_PATTERN, user_id):
+        raise ApiError(404, "not_found", "no such user id")
+    vendor = _query(request, ("vendor",)).get("vendor")
+    if vendor is not None and vendor not in settings.vendors:
+        message = f"no vendor instance {vendor} is configured"
+        raise invalid([{"path": "vendor", "message": message}], "invalid query parameters")
+    vendors = [vendor] if vendor is not None else list(settings.vendors)
+    done = await reset_ordering(request.app[STORE].redis, user_id, vendors, profile=vendor is None)
+    if done.in_flight:
+        raise ApiError(
+            409,
+            "pair_in_flight",
+            "a delivery to this user is in flight: nothing was reset; retry after Retry-After",
+            {"vendors": done.in_flight},
+            {"Retry-After": str(max(1, math.ceil(done.retry_after_ms / 1000)))},
+        )
+    log.warning("ordering_reset", user_id=user_id, vendors=vendors, by="admin")
+    return json_response(
+        {
+            "user_id": user_id,
+            "vendors": vendors,
+            "applied_cleared": done.applied,
+            "profile_cleared": done.profile,
+        }
+    )
+
+
 async def get_metrics(request: web.Request) -> web.Response:
     store = request.app[STORE]
     values = await metrics.snapshot(
@@ -256,4 +293,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/v1/dead-letters/{id}", purge_dead_letter)
     app.router.add_post("/v1/dead-letters/{id}/replay", replay_dead_letter)
     app.router.add_get("/v1/vendors", get_vendors)
+    app.router.add_delete("/v1/users/{user_id}/ordering", reset_user_ordering)
     app.router.add_get("/metrics", get_metrics)

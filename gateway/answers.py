@@ -29,7 +29,7 @@ class ErrorDetail(_Answer):
         description="machine-readable: malformed_json (400); unauthorized, bad_signature, "
         "stale_signature, replayed_signature, signature_required (401); forbidden, "
         "source_mismatch, target_not_allowed (403); not_found (404); method_not_allowed (405); "
-        "link_conflict, unreplayable (409); expired (410); body_too_large (413); "
+        "link_conflict, unreplayable, pair_in_flight (409); expired (410); body_too_large (413); "
         "unsupported_media_type (415); schema_violation, no_targets, secrets_not_configured, "
         "links_not_allowed (422); rate_limited (429); redis_unavailable (503)"
     )
@@ -291,6 +291,22 @@ class VendorState(_Answer):
 
 class Vendors(_Answer):
     vendors: dict[str, VendorState]
+
+
+# -- ordering -------------------------------------------------------------------------------
+
+
+class OrderingReset(_Answer):
+    """`DELETE /v1/users/{user_id}/ordering`: the user's ordering state was cleared."""
+
+    user_id: str
+    vendors: list[str] = Field(description="the vendor instances whose pair state was cleared")
+    applied_cleared: dict[str, int] = Field(
+        description="vendor instance -> field orders cleared (what the vendor acknowledged)"
+    )
+    profile_cleared: int = Field(
+        ge=0, description="name-part orders cleared from the user's profile (0 with `vendor`)"
+    )
 
 
 class Health(_Answer):

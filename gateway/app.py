@@ -1,7 +1,8 @@
 """The aiohttp application of the gateway: its error middleware and its assembly.
 
-The gateway never imports a vendor adapter: the preview endpoint calls a `Previewer` handed in
-by the entry point, which is the workers' own translation code.
+The gateway never imports a vendor adapter: the preview endpoint calls a `Previewer`, and ingest
+checks `vendor_fields` with a `VendorFieldsCheck`, both handed in by the entry point: the
+workers' own translation code.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from gateway.context import (
     SETTINGS,
     SOURCE_RATES,
     STORE,
+    VENDOR_FIELDS,
     VENDOR_GUARD,
     Previewer,
+    VendorFieldsCheck,
     json_response,
 )
 from gateway.errors import ApiError, redis_unavailable
@@ -91,13 +94,19 @@ def _internal_error() -> web.Response:
     )
 
 
-def create_gateway_app(settings: Settings, store: Store, previewer: Previewer) -> web.Application:
+def create_gateway_app(
+    settings: Settings, store: Store, previewer: Previewer, vendor_fields: VendorFieldsCheck
+) -> web.Application:
+    """The gateway; `previewer` and `vendor_fields` are the workers' code, handed in by the
+    entry point (`usersync.runtime`): the preview, and the check of `vendor_fields` against
+    each vendor's schema at ingest."""
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.gateway.max_body_bytes
     )
     app[SETTINGS] = settings
     app[STORE] = store
     app[PREVIEWER] = previewer
+    app[VENDOR_FIELDS] = vendor_fields
     pairs = PairQueue(store.redis, settings.retention.events_s, store.queue_name)
     app[DEAD_LETTERS] = DeadLetters(store.redis, pairs)
     app[VENDOR_GUARD] = VendorGuard(store.redis)

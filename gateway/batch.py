@@ -20,7 +20,15 @@ from aiohttp import web
 from config.settings import Settings, SourceSettings
 from gateway.auth import check_headers, enforce_source_rate, source_of, verify_body
 from gateway.body import MAX_ARRAY_ITEMS, parse_json_object, read_json_body
-from gateway.context import SECRET_BOX, SETTINGS, SOURCE_RATES, STORE, json_response
+from gateway.context import (
+    SECRET_BOX,
+    SETTINGS,
+    SOURCE_RATES,
+    STORE,
+    VENDOR_FIELDS,
+    VendorFieldsCheck,
+    json_response,
+)
 from gateway.errors import ApiError
 from gateway.ingest import build_record, link_conflict, log_link_changes, validated_event
 from gateway.storage import STORAGE
@@ -64,7 +72,11 @@ def _events(body: dict[str, Any], settings: Settings) -> list[Any]:
 
 
 def checked_event(
-    item: Any, settings: Settings, source: SourceSettings, box: SecretBox
+    item: Any,
+    settings: Settings,
+    source: SourceSettings,
+    box: SecretBox,
+    check_fields: VendorFieldsCheck,
 ) -> IngestRecord:
     """One event of a batch checked as `POST /v1/events` checks its body once read: its size
     (413), an object (422), the schema (422), the source (403), the targets (422/403), its
@@ -72,7 +84,7 @@ def checked_event(
     limit = settings.gateway.max_body_bytes
     if len(orjson.dumps(item)) > limit:
         raise ApiError(413, "body_too_large", f"the body exceeds {limit} bytes", {"limit": limit})
-    event, targets = validated_event(item, settings, source)
+    event, targets = validated_event(item, settings, source, check_fields)
     return build_record(event, targets, source, box)
 
 
@@ -110,12 +122,13 @@ async def post_events_batch(request: web.Request) -> web.Response:
     await enforce_source_rate(request.app[SOURCE_RATES], source, cost=len(events))
 
     box = request.app[SECRET_BOX]
+    check_fields = request.app[VENDOR_FIELDS]
     results: list[dict[str, Any]] = []
     records: list[IngestRecord] = []
     accepted_at: list[int] = []  # the index in `results` of each record
     for index, item in enumerate(events):
         try:
-            record = checked_event(item, settings, source, box)
+            record = checked_event(item, settings, source, box, check_fields)
         except ApiError as exc:
             results.append(_refused(source, index, _given_id(item), exc))
             continue

@@ -18,10 +18,15 @@ from usersync.vendor_guard import VendorGuard
 
 Previewer = Callable[[Event, list[str]], Awaitable[dict[str, Any]]]
 """Given a validated event and its targets: the request each target would receive."""
+VendorFieldsCheck = Callable[[str, Any], list[dict[str, str]]]
+"""Given a vendor instance and an event's `vendor_fields` for it: each problem the vendor's
+schema finds, as `{"path": "vendor_fields.<instance>...", "message"}` (the workers' adapters,
+handed in by the entry point as the previewer is)."""
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 PREVIEWER: web.AppKey[Previewer] = web.AppKey("previewer")
+VENDOR_FIELDS: web.AppKey[VendorFieldsCheck] = web.AppKey("vendor_fields_check")
 DEAD_LETTERS = web.AppKey("dead_letters", DeadLetters)
 VENDOR_GUARD = web.AppKey("vendor_guard", VendorGuard)
 SOURCE_RATES = web.AppKey("source_rates", SourceRates)

@@ -14,6 +14,7 @@ The stored event has its secrets encrypted (`sealed_event`); one that cannot be 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from config.settings import Settings, SourceSettings
 from gateway.body import not_an_object
+from gateway.context import VendorFieldsCheck
 from gateway.errors import ApiError, field_problems, schema_error
 from gateway.events import Event
 from usersync.links import Ingested, LinkConflict
@@ -32,17 +34,24 @@ log = structlog.get_logger("usersync.gateway")
 
 
 def validated_event(
-    body: Any, settings: Settings, source: SourceSettings
+    body: Any, settings: Settings, source: SourceSettings, check_fields: VendorFieldsCheck
 ) -> tuple[Event, list[str]]:
     """A parsed body as an event of `source`, and its targets: 422 if it is not an object or
-    breaks the schema (every field path), 403 if it names another source or a target the
-    source may not use. `POST /v1/events`, preview and each item of a batch all use it."""
+    breaks the schema (every field path), has `occurred_at` too far ahead of the clock, or
+    `vendor_fields` the vendor's schema refuses (`check_fields`), 403 if it names another
+    source or a target the source may not use. `POST /v1/events`, preview and each item of a
+    batch all use it."""
     if not isinstance(body, dict):
         raise not_an_object()
     try:
         event = Event.model_validate(body)
     except ValidationError as exc:
         raise schema_error(field_problems(exc)) from exc
+    problems = _too_far_ahead(event, settings) + _vendor_fields_refused(
+        event, settings, check_fields
+    )
+    if problems:
+        raise schema_error(problems)
     if event.source is not None and event.source != source.name:
         raise ApiError(
             403,
@@ -50,6 +59,32 @@ def validated_event(
             f"the event names source {event.source} but the credentials belong to {source.name}",
         )
     return event, resolve_targets(event, settings, source)
+
+
+def _too_far_ahead(event: Event, settings: Settings) -> list[dict[str, str]]:
+    """`occurred_at` orders changes without a `user.version`: one far in the future would
+    make every later change of the same fields stale, for good. So it may be at most
+    `gateway.max_future_skew_s` ahead of the gateway's clock (events from the past are fine:
+    an old change is merely stale)."""
+    skew = settings.gateway.max_future_skew_s
+    if event.occurred_at.timestamp() <= time.time() + skew:
+        return []
+    message = f"must not be more than {skew} s ahead of the gateway's clock"
+    return [{"path": "occurred_at", "message": message}]
+
+
+def _vendor_fields_refused(
+    event: Event, settings: Settings, check_fields: VendorFieldsCheck
+) -> list[dict[str, str]]:
+    """What the vendors' schemas refuse in `vendor_fields`, checked at ingest so that fields
+    a vendor would refuse (and the secrets among them) are never stored. An instance that is
+    not configured is left to `resolve_targets`, which names it."""
+    return [
+        problem
+        for instance, fields in event.vendor_fields.items()
+        if instance in settings.vendors
+        for problem in check_fields(instance, fields)
+    ]
 
 
 def resolve_targets(event: Event, settings: Settings, source: SourceSettings) -> list[str]:

@@ -54,8 +54,10 @@ ERRORS: dict[int, str] = {
     "or an external id for one",
     404: "no such resource (or a path parameter that cannot name one)",
     409: "a conflict with what is stored: an external id that would change an identity link "
-    "its source may only create (`link_conflict`, `link_mode: create`; nothing stored), or a "
-    "dead letter whose stored event no longer validates (it cannot be replayed)",
+    "its source may only create (`link_conflict`, `link_mode: create`; nothing stored), a "
+    "dead letter whose stored event no longer validates (it cannot be replayed), or an "
+    "ordering reset while a delivery to the user is in flight (`pair_in_flight`, nothing "
+    "cleared: retry after `Retry-After`)",
     410: "the dead letter's event is past its retention and no longer stored",
     413: "the body is larger than the limit (cut off while streaming)",
     415: "the body is not declared as Content-Type: application/json",
@@ -123,6 +125,9 @@ _DEAD_LETTER_ID = _path_parameter(
     NAME_PATTERN.removesuffix("$") + ":" + EVENT_ID_PATTERN[1:-1] + ":" + NAME_PATTERN[1:],
     "a dead letter: `{source}:{event_id}:{vendor}`",
 )
+CONFIGURED_VENDOR: dict[str, Any] = {"type": "string", "pattern": NAME_PATTERN}
+"""A parameter schema that `build_document` replaces by the enum of the configured vendor
+instances (only those are taken)."""
 _VENDOR_FILTER = _query_parameter(
     "vendor", {"type": "string", "pattern": NAME_PATTERN}, "only this vendor instance's letters"
 )
@@ -352,6 +357,31 @@ OPERATIONS: tuple[Operation, ...] = (
         (401, 403, 422, 503),
     ),
     Operation(
+        "DELETE",
+        "/v1/users/{user_id}/ordering",
+        "resetOrdering",
+        "Clear a user's ordering state, so the next change of each field is sent",
+        "ordering",
+        "admin",
+        {200: (answers.OrderingReset, "cleared (also when there was nothing to clear)")},
+        (401, 403, 404, 409, 422, 503),
+        parameters=(
+            _USER_ID,
+            _query_parameter(
+                "vendor",
+                CONFIGURED_VENDOR,
+                "only this vendor instance's pair (default: every configured one, and the "
+                "user's name profile)",
+            ),
+        ),
+        description="The repair for an event whose order key (`user.version`, or "
+        "`occurred_at`) was so far ahead that every later change of its fields is skipped as "
+        "`stale`: clears the field orders each vendor instance acknowledged for the user, and "
+        "without `vendor` the name profile's part orders. While a delivery to the user is in "
+        "flight nothing is cleared: 409 `pair_in_flight`, retry after `Retry-After`. Logged "
+        "as `ordering_reset`.",
+    ),
+    Operation(
         "GET",
         "/healthz",
         "healthz",
@@ -463,7 +493,11 @@ def _operation(operation: Operation, refs: dict[Any, Any], settings: Settings) -
     if operation.description:
         doc["description"] = operation.description
     if operation.parameters:
-        doc["parameters"] = list(operation.parameters)
+        configured = {"type": "string", "enum": list(settings.vendors)}
+        doc["parameters"] = [
+            {**p, "schema": configured} if p["schema"] is CONFIGURED_VENDOR else p
+            for p in operation.parameters
+        ]
     request_body = _request_body(operation, refs, settings)
     if request_body is not None:
         doc["requestBody"] = request_body
@@ -508,6 +542,7 @@ def build_document(settings: Settings) -> dict[str, Any]:
             {"name": "links", "description": "identity links (admin token)"},
             {"name": "dead-letters", "description": "the dead-letter queue (admin token)"},
             {"name": "vendors", "description": "vendor instance state (admin token)"},
+            {"name": "ordering", "description": "users' ordering state (admin token)"},
             {"name": "operations", "description": "health, readiness, metrics (no token)"},
         ],
         "paths": paths,

@@ -20,7 +20,15 @@ from gateway.auth import (
     verify_body,
 )
 from gateway.body import parse_json_object, read_json_body, read_json_object
-from gateway.context import PREVIEWER, SECRET_BOX, SETTINGS, SOURCE_RATES, STORE, json_response
+from gateway.context import (
+    PREVIEWER,
+    SECRET_BOX,
+    SETTINGS,
+    SOURCE_RATES,
+    STORE,
+    VENDOR_FIELDS,
+    json_response,
+)
 from gateway.errors import ApiError, schema_error
 from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN, VENDOR_ID_PATTERN, Event
 from gateway.ingest import (
@@ -51,7 +59,8 @@ async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[st
     source = source_of(await verify_body(claim, settings, raw, redis))
     request.app[STORAGE].check()  # 503 storage_full, before the rate: it takes nothing
     await enforce_source_rate(request.app[SOURCE_RATES], source)
-    event, targets = validated_event(parse_json_object(raw), settings, source)
+    check_fields = request.app[VENDOR_FIELDS]
+    event, targets = validated_event(parse_json_object(raw), settings, source, check_fields)
     structlog.contextvars.bind_contextvars(event_id=event.event_id, user_id=event.user.id)
     return Caller(source), event, targets
 

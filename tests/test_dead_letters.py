@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 SECRETS = {
     "changes": "weakpw1",
-    "partoo": "weakpw2",
+    "partoo": "Partoo-S3cret-value",
     "fleet-eu": "Fleet-S3cret-value",
     "plaspy": "Plaspy-S3cret-value",
 }

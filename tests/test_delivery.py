@@ -420,24 +420,24 @@ async def test_vendor_fields_pass_through_after_validation(
     assert (await sandbox.user("plaspy", USER_IDS["plaspy"]))["tags"]["team"] == "blue"
 
 
-async def test_vendor_fields_refused_by_the_vendor_schema_are_dead(
+async def test_vendor_fields_refused_by_the_vendor_schema_are_422_at_ingest(
     gateway: Gateway, sandbox: Sandbox
 ) -> None:
-    """Vendor fields the vendor's schema refuses are dead with the field path, and not sent."""
-    state = await deliver(
-        gateway,
-        "fleet-eu",
-        {"email": "a@example.com"},
-        vendor_fields={"fleet-eu": {"shoe_size": 42}},
-    )
-    assert state["status"] == "dead"
-    assert "vendor_fields.fleet-eu" in state["last_error"]
-    state = await deliver(
-        gateway,
-        "partoo",
-        {"email": "a@example.com"},
-        event_id="evt-2",
-        vendor_fields={"partoo": [{"op": "add"}]},
-    )
-    assert state["status"] == "dead"
-    assert await sandbox.requests("fleet") == [] and await sandbox.requests("partoo") == []
+    """Vendor fields the vendor's schema refuses are a 422 naming the field path (the check
+    the worker makes before sending, made at ingest): nothing is stored, nothing sent."""
+    refused = {
+        "fleet-eu": ({"shoe_size": 42}, "vendor_fields.fleet-eu.shoe_size"),
+        "partoo": ([{"op": "add"}], "vendor_fields.partoo"),
+        "plaspy": (
+            [{"op": "add", "path": "/shoe_size", "value": 1}],
+            "vendor_fields.plaspy.0.path",
+        ),
+    }
+    for n, (target, (fields, path)) in enumerate(refused.items()):
+        body = event(f"evt-{n}", targets=[target], vendor_fields={target: fields})
+        status, answer = await gateway.post(body)
+        assert status == 422, answer
+        assert [problem["path"] for problem in answer["error"]["details"]] == [path]
+        assert (await gateway.get(f"/v1/events/evt-{n}"))[0] == 404
+    for kind in ("fleet", "partoo", "plaspy"):
+        assert await sandbox.requests(kind) == []

@@ -46,7 +46,10 @@ def served_routes(settings: Settings) -> set[tuple[str, str]]:
     async def nothing(*_: Any) -> dict[str, Any]:
         return {}
 
-    app = create_gateway_app(settings, store, nothing)
+    def no_problems(*_: Any) -> list[dict[str, str]]:
+        return []
+
+    app = create_gateway_app(settings, store, nothing, no_problems)
     routes = {(route.method, route.resource.canonical) for route in app.router.routes()}
     assert all(route.resource is not None for route in app.router.routes())
     assert {method for method, _ in routes} <= HTTP_METHODS | {"HEAD"}
@@ -233,6 +236,19 @@ async def test_answers_match_the_document(
         await walk("POST", dead + ":replay", 422, body={"everything": True}, token=ADMIN_TOKEN)
         await walk("DELETE", dead, 200, path=dead + "?all=true", token=ADMIN_TOKEN)
         await walk("GET", "/v1/vendors", 200, token=ADMIN_TOKEN)
+        ordering = "/v1/users/{user_id}/ordering"
+        await walk("DELETE", ordering, 200, path="/v1/users/u-1/ordering", token=ADMIN_TOKEN)
+        await walk(
+            "DELETE",
+            ordering,
+            200,
+            path="/v1/users/u-1/ordering?vendor=fleet-eu",
+            token=ADMIN_TOKEN,
+        )
+        await walk(
+            "DELETE", ordering, 422, path="/v1/users/u-1/ordering?vendor=nowhere", token=ADMIN_TOKEN
+        )
+        await walk("DELETE", ordering, 403, path="/v1/users/u-1/ordering")
         await walk("GET", "/healthz", 200, token=None)
         await walk("GET", "/readyz", 200, token=None)
         async with http.get(url + "/metrics") as response:

@@ -168,6 +168,16 @@ def cmd_links(args: argparse.Namespace) -> int:
     return _print(_run_async(call("PUT", f"{base}/{args.vendor}", token, body)))
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    """Users' state through the admin API: `reset-ordering` clears the order keys a poisoned
+    event left (`DELETE /v1/users/{user_id}/ordering`)."""
+    settings = _load(args)
+    url = f"{_gateway_url(args, settings)}/v1/users/{quote(args.user_id, safe='')}/ordering"
+    if args.vendor is not None:
+        url += "?" + urlencode({"vendor": args.vendor})
+    return _print(_run_async(call("DELETE", url, _admin_token(args, settings))))
+
+
 def cmd_dlq(args: argparse.Namespace) -> int:
     """Dead letters through the admin API; replay and purge take ids, or --vendor, or --all."""
     settings = _load(args)
@@ -273,6 +283,18 @@ def build_parser() -> argparse.ArgumentParser:
     put.add_argument("vendor")
     put.add_argument("vendor_id")
     links.set_defaults(handler=cmd_links)
+    users = commands.add_parser("users", parents=[client], help="users' state (admin)")
+    user_commands = users.add_subparsers(dest="users_command", required=True)
+    reset = user_commands.add_parser(
+        "reset-ordering",
+        parents=[client],
+        help="clear a user's ordering state, so the next change of each field is sent",
+    )
+    reset.add_argument("user_id")
+    reset.add_argument(
+        "--vendor", help="only this vendor instance (default: all, and the name profile)"
+    )
+    users.set_defaults(handler=cmd_users)
 
     dlq = commands.add_parser("dlq", parents=[client], help="dead letters (admin)")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)

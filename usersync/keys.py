@@ -41,6 +41,12 @@ def profile(user_id: str) -> str:
     return f"{PREFIX}profile:{user_id}"
 
 
+PROFILE_ORDER = "v:"
+"""The prefix of a profile field holding a name part's order key (`v:given_name`), as the
+ingest script (`usersync.store`) writes it; an ordering reset (`usersync.ordering`) clears
+these and keeps the parts."""
+
+
 def pair(target: str, user_id: str) -> str:
     """Hash: the pair's scheduling state: `job` (its one scheduled arq job), `slot` (a rate-limit
     slot it reserved), `isolate` (refs still to send one by one after a refused batch)."""

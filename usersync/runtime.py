@@ -25,7 +25,7 @@ from usersync.redis_server import EmbeddedRedis, RedisServerError
 from usersync.store import Store
 from workers.preview import make_previewer
 from workers.vendors.base import VendorAdapter
-from workers.vendors.registry import build_adapters
+from workers.vendors.registry import build_adapters, vendor_fields_check
 from workers.worker import ENGINE_REDIS, build_worker, stop_worker
 
 log = structlog.get_logger("usersync")
@@ -88,7 +88,7 @@ def redis_url_for(settings: Settings, embedded_allowed: bool) -> Iterator[str]:
     try:
         server = EmbeddedRedis(settings.redis.embedded_dir, settings.redis.embedded_port).start()
     except RedisServerError as exc:  # a start that did not happen is never claimed
-        log.error("embedded_redis_failed", error=str(exc))
+        log.error("embedded_redis_failed", error=str(exc))  # noqa: TRY400 - no traceback: the message says it
         raise SystemExit(1) from None
     log.info("embedded_redis_started", url=server.url, data_dir=str(server.data_dir))
     try:
@@ -167,7 +167,9 @@ async def running_gateway(
     """The gateway on its own Redis pool; yields its base URL."""
     redis = connect(redis_url, socket_timeout=5, socket_connect_timeout=2)
     store = Store(redis, settings.retention.events_s)
-    app = create_gateway_app(settings, store, make_previewer(store, adapters))
+    app = create_gateway_app(
+        settings, store, make_previewer(store, adapters), vendor_fields_check(adapters)
+    )
     try:
         limits = ConnectionLimits.of(settings.gateway)
         async with serving(app, settings.gateway.host, settings.gateway.port, limits) as url:
