@@ -1,7 +1,8 @@
 """Secrets at rest: an event's secrets are encrypted before it is written to Redis.
 
-What a secret is comes from `usersync.masking` (a `password` key at any depth, the `value` of a
-JSON Patch operation on `/password`), so what is encrypted is exactly what dead letters mask.
+What a secret is comes from `usersync.masking` (a `password` key in any ASCII case at any
+depth, the `value` of any object whose `path` ends in `/password`, a JSON Patch operation with
+or without `op`), so what is encrypted is exactly what dead letters mask.
 The gateway seals an event just before storing it; a worker opens it in memory, just before
 translation. Nothing else ever sees a secret in clear: status answers, dead letters and logs
 read the stored (sealed) form, and dead letters mask it on top.
@@ -106,9 +107,9 @@ class SecretBox:
 
     def seal_json(self, event: Any) -> bytes:
         """The JSON text of `seal(event)`. Every secret sits under a key or a patch path
-        named by `SECRET_KEYS` (`usersync.masking`), which orjson writes as it is: a text
-        without such a word, in any case, has nothing to seal and skips the walk (most
-        events)."""
+        named by `SECRET_KEYS` (`usersync.masking`), which orjson writes as it is, and names
+        are compared ASCII-case-insensitively, as `bytes.lower()` lowers: a text without
+        such a word, in any case, has nothing to seal and skips the walk (most events)."""
         text = orjson.dumps(event)
         lowered = text.lower()
         if not any(word in lowered for word in _SECRET_WORDS):
