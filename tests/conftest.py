@@ -28,7 +28,7 @@ from redis.asyncio.connection import AbstractConnection
 from config.settings import Settings
 from sandbox import create_sandbox_app
 from tests import kinds
-from usersync import runtime
+from usersync import keys, runtime
 from usersync.logs import configure_logging
 from usersync.redis_server import EmbeddedRedis
 from usersync.runtime import serving
@@ -348,6 +348,13 @@ async def run_cli(config: Path, url: str, *args: str) -> tuple[int, str, str]:
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def stored_keys(redis: Redis) -> list[bytes]:
+    """Every key in Redis but the sources' rate allowances (a post takes from its source's
+    before the event is parsed): what a refused or previewed event must not have written."""
+    allowance = keys.source_rate("").encode()
+    return sorted(key for key in await redis.keys() if not key.startswith(allowance))
 
 
 def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:

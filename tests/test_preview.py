@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from tests.conftest import USER_IDS, Gateway, Sandbox, event
+from tests.conftest import USER_IDS, Gateway, Sandbox, event, stored_keys
 
 
 async def test_preview_shows_each_request_masked_and_stores_nothing(
@@ -33,7 +33,7 @@ async def test_preview_shows_each_request_masked_and_stores_nothing(
         "email": "ada@example.com",
     }
     assert "Str0ng-Passw0rd!" not in str(answer)
-    assert await redis.dbsize() == 0
+    assert await stored_keys(redis) == []
 
 
 async def test_preview_reports_skipped_and_refused(gateway: Gateway) -> None:

@@ -28,6 +28,7 @@ from tests.conftest import (
     make_settings,
     running_gateway,
     running_worker,
+    stored_keys,
     wait_until,
     write_config,
 )
@@ -64,6 +65,8 @@ async def redis_dump(redis: Redis) -> bytes:
             parts += [member for member, _ in await redis.zrange(key, 0, -1, withscores=True)]
         elif kind == b"list":
             parts += list(await redis.lrange(key, 0, -1))
+        elif kind == b"none":  # expired since the scan listed it (a source's allowance)
+            continue
         elif kind == b"stream":
             for _, entry in await redis.xrange(key):
                 for field, value in entry.items():
@@ -323,7 +326,7 @@ async def test_without_keys_a_secret_is_refused_and_nothing_is_stored(
                 assert answer["error"]["code"] == "secrets_not_configured"
                 assert answer["error"]["details"]["paths"] == [path]
                 assert PASSWORD not in orjson.dumps(answer).decode()
-        assert await redis.dbsize() == 0
+        assert await stored_keys(redis) == []
         status, answer = await gateway.post(event("evt-k4"))
         assert status == 202, answer
 
@@ -345,7 +348,7 @@ async def test_a_password_that_looks_encrypted_is_refused(gateway: Gateway, redi
             "changes.password",
             "vendor_fields.plaspy.0.value",
         ]
-    assert await redis.dbsize() == 0
+    assert await stored_keys(redis) == []
 
 
 def test_check_config_says_whether_secrets_are_configured(tmp_path: Path) -> None:
