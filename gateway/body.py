@@ -20,10 +20,12 @@ from gateway.errors import ApiError
 class BodyBudget:
     """Bytes of request bodies being read at once in this process, against a ceiling.
 
-    A declared body (Content-Length) takes its size before a byte is read; a chunked one
-    takes each chunk as it arrives. All is given back once the read ends, however it ends.
-    A body larger than the whole ceiling is read only when no other is (else it could never
-    be), so the bound is the larger of the ceiling and the largest body allowed."""
+    A body takes its bytes as they arrive and gives them all back when its read ends, however
+    it ends, so the count is what is held in memory, not what was promised: a client that
+    declares 6 MB and sends a byte a second holds a byte. A declared size (Content-Length)
+    that does not fit now is refused before a byte is read. A body larger than the whole
+    ceiling may still be read when it is the only one (else it never could be), so the bound
+    is the larger of the ceiling and the largest body allowed."""
 
     __slots__ = ("in_use", "limit")
 
@@ -31,8 +33,12 @@ class BodyBudget:
         self.limit = limit
         self.in_use = 0
 
-    def take(self, size: int) -> bool:
-        if self.in_use and self.in_use + size > self.limit:
+    def fits(self, size: int) -> bool:
+        return self.in_use == 0 or self.in_use + size <= self.limit
+
+    def take(self, size: int, held: int) -> bool:
+        """Take `size` more bytes for a body that holds `held` already; False if over."""
+        if self.in_use + size > self.limit and self.in_use > held:
             return False
         self.in_use += size
         return True
@@ -46,7 +52,8 @@ OVERLOADED_RETRY_AFTER_S = 1
 
 
 def overloaded() -> ApiError:
-    """The 503 for a body that would pass the process's budget: refused before it is read."""
+    """The 503 for a body that would pass the process's budget (a declared one before it is
+    read, a streaming one at the chunk that passes it)."""
     return ApiError(
         503,
         "overloaded",
@@ -63,20 +70,17 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     if declared is not None and declared > limit:
         raise too_large
     budget = request.app[BODY_BUDGET]
-    taken = declared or 0
-    if not budget.take(taken):
+    if declared and not budget.fits(declared):
         raise overloaded()
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > limit:
+            if size + len(chunk) > limit:
                 raise too_large
-            if size > taken:  # chunked (or more than declared): count it as it comes
-                if not budget.take(size - taken):
-                    raise overloaded()
-                taken = size
+            if not budget.take(len(chunk), size):
+                raise overloaded()
+            size += len(chunk)
             chunks.append(chunk)
     except BodyTimeout:
         timeout_s = request.app[SETTINGS].gateway.body_timeout_s
@@ -88,7 +92,7 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
             headers={"Connection": "close"},
         ) from None
     finally:
-        budget.give(taken)
+        budget.give(size)
     return b"".join(chunks)
 
 

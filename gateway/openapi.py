@@ -53,6 +53,8 @@ ERRORS: dict[int, str] = {
     "token on an admin call, an event naming another source, a target the source may not use "
     "or an external id for one",
     404: "no such resource (or a path parameter that cannot name one)",
+    408: "the body did not arrive within `gateway.body_timeout_s` of the headers "
+    "(`body_timeout`); the connection is closed",
     409: "a conflict with what is stored: an external id that would change an identity link "
     "its source may only create (`link_conflict`, `link_mode: create`; nothing stored), a "
     "dead letter whose stored event no longer validates (it cannot be replayed), or an "
@@ -65,7 +67,8 @@ ERRORS: dict[int, str] = {
     "query parameter, its name; unknown fields and query parameters are refused)",
     429: "the source is over its rate limit: retry after `Retry-After` seconds",
     503: "Redis is unavailable (`redis_unavailable`), or too full for a new event "
-    "(`storage_full`): nothing was accepted or changed; retry after `Retry-After`",
+    "(`storage_full`), or the gateway is reading too many request bodies at once "
+    "(`overloaded`): nothing was accepted or changed; retry after `Retry-After`",
 }
 _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {
@@ -163,7 +166,7 @@ OPERATIONS: tuple[Operation, ...] = (
             202: (answers.Acceptance, "stored in Redis and queued for every target"),
             200: (answers.DuplicateAcceptance, "this source already sent this event_id"),
         },
-        (400, 401, 403, 409, 413, 415, 422, 429, 503),
+        (400, 401, 403, 408, 409, 413, 415, 422, 429, 503),
         Event,
         description="Limit: `gateway.max_body_bytes`. A 202 is answered only once the event "
         "is durably in Redis.",
@@ -182,7 +185,7 @@ OPERATIONS: tuple[Operation, ...] = (
                 "would have answered for it (also when some or all are refused)",
             )
         },
-        (400, 401, 403, 413, 415, 422, 429, 503),
+        (400, 401, 403, 408, 413, 415, 422, 429, 503),
         "batch",
         description="1 to `gateway.batch_max_events` events. The body may be "
         "`max_body_bytes * batch_max_events` (at most 16 MiB), each event `max_body_bytes` "
@@ -201,7 +204,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "events",
         "source",
         {200: (answers.Preview, "per target: send (masked request), skipped or refused")},
-        (400, 401, 403, 409, 413, 415, 422, 429, 503),
+        (400, 401, 403, 408, 409, 413, 415, 422, 429, 503),
         Event,
         description="Validated as `POST /v1/events`; nothing is stored or sent.",
     ),
@@ -254,7 +257,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "links",
         "admin",
         {200: (answers.Link, "the link as stored")},
-        (400, 401, 403, 404, 413, 415, 422, 503),
+        (400, 401, 403, 404, 408, 413, 415, 422, 503),
         answers.LinkRequest,
         parameters=(_USER_ID, _VENDOR),
     ),
@@ -292,7 +295,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "dead-letters",
         "admin",
         {202: (answers.ReplayReport, "the letters dead when asked were replayed")},
-        (400, 401, 403, 413, 415, 422, 503),
+        (400, 401, 403, 408, 413, 415, 422, 503),
         (answers.ReplayVendor, answers.ReplayAll),
     ),
     Operation(

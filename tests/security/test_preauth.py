@@ -111,10 +111,10 @@ def served_gateway(monkeypatch: pytest.MonkeyPatch) -> Any:
     """A factory: `async with served_gateway(settings) as (url, app)` runs the gateway as
     usersync.runtime serves it (conftest's running_gateway), with its app at hand: the
     app built is noted on its way to being served, nothing else changes."""
+    from gateway.app import create_gateway_app as build
     from usersync import runtime
 
     built: list[web.Application] = []
-    build = runtime.create_gateway_app
 
     def noting(*args: Any, **kwargs: Any) -> web.Application:
         built.append(build(*args, **kwargs))
@@ -140,24 +140,32 @@ def batch_of(size: int, event_id: str) -> bytes:
 async def test_bodies_read_at_once_are_bounded(
     redis_server: EmbeddedRedis, sandbox: Sandbox, redis: Redis, served_gateway: Any
 ) -> None:
-    """With `max_inflight_body_bytes` 65,536 and a 60,000-byte body being read, a further
-    10,000-byte body (declared or chunked) is 503 `overloaded` with Retry-After before it is
-    read; once the first ends, the budget is whole again and the next body goes through."""
+    """With `max_inflight_body_bytes` 65,536: a body declared 60,000 bytes holds what has
+    arrived (100 bytes: a 10,000-byte body still goes through); once it holds 59,999, a
+    further 10,000-byte body is 503 `overloaded` with Retry-After, declared (before a byte is
+    read) or chunked (at the chunk that passes); when the first ends, all is given back."""
     settings = make_settings(
         redis_server.url, sandbox.url, gateway={"max_inflight_body_bytes": 65_536}
     )
     auth = {"Authorization": f"Bearer {HRIS_TOKEN}"}
     async with served_gateway(settings) as (url, app):
         budget = _budget(app)
+
+        def holds(size: int) -> Any:
+            async def condition() -> bool:
+                return bool(budget.in_use == size)
+
+            return condition
+
         first = batch_of(60_000, "first")
         reader, writer = await connect(url)
         writer.write(head("POST", BATCH, json_head(len(first), **auth)) + first[:100])
-        await writer.drain()
-
-        async def holding() -> bool:
-            return bool(budget.in_use == 60_000)
-
-        await wait_until(holding, 5, "the first body's bytes taken from the budget")
+        await wait_until(holds(100), 5, "the first body's 100 bytes taken")
+        meanwhile = await answer_to(
+            url, "POST", BATCH, json_head(10_000, **auth), batch_of(10_000, "m")
+        )
+        writer.write(first[100:-1])
+        await wait_until(holds(59_999), 5, "the first body's 59,999 bytes taken")
         declared = await answer_to(
             url, "POST", BATCH, json_head(10_000, **auth), batch_of(10_000, "x")
         )
@@ -168,7 +176,7 @@ async def test_bodies_read_at_once_are_bounded(
             {"Content-Type": "application/json", "Transfer-Encoding": "chunked", **auth},
             b"2710\r\n" + b" " * 10_000 + b"\r\n",
         )
-        writer.write(first[100:])
+        writer.write(first[-1:])
         finished = await asyncio.wait_for(read_answer(reader), 10)
         await close(writer)
         assert budget.in_use == 0
@@ -178,8 +186,8 @@ async def test_bodies_read_at_once_are_bounded(
     for refused in (declared, chunked):
         assert (refused.status, refused.code) == (503, "overloaded")
         assert refused.headers["retry-after"] == "1"
-    assert finished.status == 200 and finished.json()["accepted"] == 1
-    assert after.status == 200 and after.json()["accepted"] == 1
+    for accepted in (meanwhile, finished, after):
+        assert accepted.status == 200 and accepted.json()["accepted"] == 1
 
 
 async def test_a_chunked_body_counts_as_it_streams_and_stops_at_the_limit(
