@@ -35,6 +35,7 @@ import structlog
 from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from config.settings import GatewaySettings
 
@@ -214,12 +215,14 @@ class GuardedRequestHandler(RequestHandler):
         self._body = None
         self._disarm()
 
-    def log_access(self, request: Any, response: Any, time: float | None) -> None:
+    def log_access(
+        self, request: BaseRequest, response: web.StreamResponse, time: float | None
+    ) -> None:
         """Called by aiohttp once an answer is written: the connection owes nothing more."""
         super().log_access(request, response, time)
         if self._messages or self._phase in (_HEAD, _IDLE, _REFUSED):
             return  # a pipelined request is queued, or the connection is already waiting
-        self._phase = _DRAIN if self._phase == _BODY else _IDLE
+        self._phase = _DRAIN if self._phase in (_BODY, _DRAIN) else _IDLE
         if self._phase == _IDLE:
             self._disarm()
         if self.transport is not None:
