@@ -4,6 +4,15 @@ The body is checked against PatchUserBody exactly (unknown keys, types, nullabil
 format, role enum, `YYYY-MM-DD` dates). The seed documents no error body, so errors are JSON
 `{"error": {"code", "message", "details"?}}`: 400 bad id or JSON, 401 bad key, 404 unknown
 user, 409 email of another user, 415 not JSON, 422 schema violations.
+
+A usersync instance points `base_url` at `http://HOST:PORT/fleet/api` and sends
+`Authorization: Bearer flt_sk_…` (a sandbox given a key not starting with `flt_sk_` refuses
+to start). Where the seed is silent: `details: [{field, message}]` on 422; the order of checks
+is 401, 400 for an id not matching `^[1-9]\\d*$`, 404, 422 for anything outside
+PatchUserBody, 409 when the email belongs to another user (the seed says it must not).
+`password` is kept as `password_set`; `""` and `null` leave it unchanged. Dates must be real
+`YYYY-MM-DD` dates; `phone` is otherwise free text. Fleet has no body-level failure: such a
+fault answers 400 in the error shape.
 """
 
 from __future__ import annotations

@@ -3,6 +3,13 @@
 The documented path carries no user id, so usersync sends the MileApp user id as `_id` in the
 body. The body is checked strictly (only `_id`, `name`, `email`, `phoneNumber`, all strings)
 so that adapter mistakes show as refusals rather than as silent success.
+
+A usersync instance points `base_url` at `http://HOST:PORT/mileapp/api/v3` and sends
+`Authorization: Bearer <token>`. Where the seed is silent: `userId` in the failure body echoes
+the HTTP status (the seed's example has 400 with HTTP 400); an unknown `_id` is HTTP 404;
+`name` must not be blank; `phoneNumber` must be E.164; no field is nullable, so a phone number
+cannot be cleared; a body with only `_id` is accepted (nothing changes): the schema allows it.
+Body-level failures (`status: false`) come at HTTP 200.
 """
 
 from __future__ import annotations

@@ -3,6 +3,13 @@
 Only the documented properties are accepted, none nullable, with their types, enums and the
 password policy; problems answer 400 `{"errors": {"json": {field: [messages]}}}` (Partoo's
 marshmallow-style shape). Passwords are kept only as `password_set: true`.
+
+A usersync instance points `base_url` at `http://HOST:PORT/partoo/v2` and sends
+`x-APIKey: <key>`. Where the seed is silent: errors use marshmallow's wording (`Unknown
+field.`, `Field may not be null.`, `Not a valid string.`, `Must be one of: …`); a body that is
+not an object or not JSON is `{"errors": {"json": {"_schema": [...]}}}`. A password failing
+the policy lists each rule it breaks. `org_id` is accepted from anyone (the sandbox has no
+PROVIDER notion). Partoo has no body-level failure: such a fault answers 400.
 """
 
 from __future__ import annotations

@@ -4,6 +4,16 @@ The body is an RFC 6902 JSON Patch applied atomically with `jsonpatch`: every op
 checked first, only documented writable fields may be touched, and the result is type-checked
 before it is stored. Like the seed, a patch that is invalid or fails answers HTTP 200 with
 `success: false`; every answer carries `apiUsage` and `apiDailyUsage`.
+
+A usersync instance points `base_url` at `http://HOST:PORT/plaspy` and sends
+`Authorization: Bearer <token>`. Where the seed is silent: failures keep the seed's exact
+`error: "Invalid patch operation"` and add a `detail` saying which operation failed and why.
+`apiUsage` is 1 per call; `apiDailyUsage` counts every call the simulator received since
+start or reset. Writable paths: the top-level `name, email, country, timeZone, description,
+disabled, tags, group, from, expires, password` and `/tags/<key>`; `test` may read any path;
+`move`/`copy` may only read writable paths and never `/password`. After applying: strings or
+null, `disabled` boolean, `tags` an object of strings, `email` a valid address. The password
+is stored as `sha256:…` and never answered. Order: 401, 404, then patch checks.
 """
 
 from __future__ import annotations
