@@ -42,6 +42,7 @@ SLOW_BODY = 60_000
 """Within the default max_body_bytes (65,536): only its pace is wrong."""
 SAMPLE_EVERY_S = 5.0
 REQUEST_WAIT_S = 10.0
+SOURCE_JSON = {"Authorization": f"Bearer {common.SOURCE_TOKEN}", "Content-Type": "application/json"}
 
 
 def head(method: str, path: str, headers: dict[str, str]) -> bytes:
@@ -83,19 +84,8 @@ def healthz() -> bytes:
 
 def one_event(n: int) -> bytes:
     body = orjson.dumps(common.event_body(f"probe-{n}-{time.time_ns()}", n, 1, f"p{n}@example.com"))
-    return (
-        head(
-            "POST",
-            "/v1/events",
-            {
-                "Authorization": f"Bearer {common.SOURCE_TOKEN}",
-                "Content-Type": "application/json",
-                "Content-Length": str(len(body)),
-                "Connection": "close",
-            },
-        )
-        + body
-    )
+    headers = {**SOURCE_JSON, "Content-Length": str(len(body)), "Connection": "close"}
+    return head("POST", "/v1/events", headers) + body
 
 
 async def preauth(service: common.Service, port: int, count: int) -> dict[str, Any]:
@@ -200,15 +190,7 @@ async def slow_clients(
     service: common.Service, port: int, args: argparse.Namespace
 ) -> dict[str, Any]:
     crowd = Crowd()
-    slow_body = head(
-        "POST",
-        "/v1/events",
-        {
-            "Authorization": f"Bearer {common.SOURCE_TOKEN}",
-            "Content-Type": "application/json",
-            "Content-Length": str(SLOW_BODY),
-        },
-    )
+    slow_body = head("POST", "/v1/events", {**SOURCE_JSON, "Content-Length": str(SLOW_BODY)})
     started = time.monotonic()
     rss_before = service.rss_mb()
     for _ in range(args.slow_headers):
