@@ -18,13 +18,8 @@ import structlog
 from aiohttp import web
 
 from config.settings import NAME_PATTERN
-from gateway.auth import require_admin
-from gateway.body import read_json_object
-from gateway.context import DEAD_LETTERS, SETTINGS, STORE, VENDOR_GUARD, json_response
-from gateway.errors import ApiError
-from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN
-from usersync import keys, metrics
-from usersync.dead_letters import (
+from core import keys, metrics
+from core.dead_letters import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     Cursor,
@@ -32,7 +27,12 @@ from usersync.dead_letters import (
     DeadLetterNotFound,
     DeadLetterUnreadable,
 )
-from usersync.ordering import reset_ordering
+from core.event import EVENT_ID_PATTERN, USER_ID_PATTERN
+from core.ordering import reset_ordering
+from gateway.auth import require_admin
+from gateway.body import read_json_object
+from gateway.context import DEAD_LETTERS, SETTINGS, STORE, VENDOR_GUARD, json_response
+from gateway.errors import ApiError
 
 log = structlog.get_logger("usersync.gateway")
 
@@ -240,7 +240,7 @@ async def get_vendors(request: web.Request) -> web.Response:
 
 
 async def reset_user_ordering(request: web.Request) -> web.Response:
-    """Clear a user's ordering state (`usersync.ordering`) at one vendor instance
+    """Clear a user's ordering state (`core.ordering`) at one vendor instance
     (`?vendor=`), or at every configured one and in the name profile: the next change of
     each field is sent whatever its order key. 409 while a pair is in flight, nothing cleared."""
     settings = request.app[SETTINGS]

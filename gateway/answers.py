@@ -4,7 +4,7 @@ The handlers build their answers as plain dicts (the hot path stays a dict and `
 models are the documentation of those dicts, and `tests/test_openapi.py` holds the two
 together (schemathesis checks every answer of the live gateway against these schemas). They
 forbid unknown fields, so a key a handler adds without adding it here fails that test.
-Request bodies other than the event (`gateway.events.Event`) are here too.
+Request bodies other than the event (`core.event.Event`) are here too.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.events import VENDOR_ID_PATTERN
-from usersync.status import TargetStatus
+from core.event import VENDOR_ID_PATTERN
+from core.status import TargetStatus
 
 
 class _Answer(BaseModel):

@@ -14,6 +14,13 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from config.settings import Settings
+from core.dead_letters import DeadLetters
+from core.pairs import PairQueue
+from core.ports import Previewer, VendorFieldsCheck
+from core.secrets import secret_box
+from core.source_rate import SourceRates
+from core.store import Store
+from core.vendor_guard import VendorGuard
 from gateway import routes
 from gateway.body import BODY_BUDGET, BodyBudget
 from gateway.context import (
@@ -25,18 +32,10 @@ from gateway.context import (
     STORE,
     VENDOR_FIELDS,
     VENDOR_GUARD,
-    Previewer,
-    VendorFieldsCheck,
     json_response,
 )
 from gateway.errors import ApiError, redis_unavailable
 from gateway.storage import add_storage_gauge, is_out_of_memory, storage_full
-from usersync.dead_letters import DeadLetters
-from usersync.pairs import PairQueue
-from usersync.secrets import secret_box
-from usersync.source_rate import SourceRates
-from usersync.store import Store
-from usersync.vendor_guard import VendorGuard
 
 log = structlog.get_logger("usersync.gateway")
 

@@ -7,7 +7,7 @@ so neither the match, its position nor a token's length leaks through timing.
 
 A signed request carries `X-Usersync-Source`, `X-Usersync-Timestamp` (unix seconds) and
 `X-Usersync-Signature: sha256=<hex HMAC-SHA256(hmac_secret, timestamp + "." + raw body)>`
-(`usersync.signing`). What the headers alone can refuse is refused before a byte of the body
+(`core.signing`). What the headers alone can refuse is refused before a byte of the body
 is read (`check_headers`): headers incomplete or malformed, a source unknown or without a
 secret, a timestamp more than `gateway.signature_skew_s` from the gateway's clock, a bearer
 token of another caller alongside. Then (`verify_body`) the HMAC is checked over the exact
@@ -35,9 +35,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from config.settings import Settings, SourceSettings, token_digest
-from gateway.errors import ApiError, unauthorized
-from usersync import keys
-from usersync.signing import (
+from core import keys
+from core.signing import (
     HEADERS,
     SCHEME,
     SIGNATURE_HEADER,
@@ -45,7 +44,8 @@ from usersync.signing import (
     TIMESTAMP_HEADER,
     signature_hex,
 )
-from usersync.source_rate import SourceRates
+from core.source_rate import SourceRates
+from gateway.errors import ApiError, unauthorized
 
 log = structlog.get_logger("usersync.gateway")
 

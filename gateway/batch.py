@@ -18,6 +18,11 @@ import structlog
 from aiohttp import web
 
 from config.settings import Settings, SourceSettings
+from core.links import LinkConflict
+from core.ports import VendorFieldsCheck
+from core.secrets import SecretBox
+from core.status import utc_now_iso
+from core.store import IngestRecord
 from gateway.auth import check_headers, enforce_source_rate, source_of, verify_body
 from gateway.body import MAX_ARRAY_ITEMS, parse_json_object, read_json_body
 from gateway.context import (
@@ -26,16 +31,11 @@ from gateway.context import (
     SOURCE_RATES,
     STORE,
     VENDOR_FIELDS,
-    VendorFieldsCheck,
     json_response,
 )
 from gateway.errors import ApiError
 from gateway.ingest import build_record, link_conflict, log_link_changes, validated_event
 from gateway.storage import STORAGE
-from usersync.links import LinkConflict
-from usersync.secrets import SecretBox
-from usersync.status import utc_now_iso
-from usersync.store import IngestRecord
 
 log = structlog.get_logger("usersync.gateway")
 

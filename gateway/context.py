@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from config.settings import Settings
-from gateway.events import Event
-from usersync.dead_letters import DeadLetters
-from usersync.secrets import SecretBox
-from usersync.source_rate import SourceRates
-from usersync.store import Store
-from usersync.vendor_guard import VendorGuard
-
-Previewer = Callable[[Event, list[str]], Awaitable[dict[str, Any]]]
-"""Given a validated event and its targets: the request each target would receive."""
-VendorFieldsCheck = Callable[[str, Any], list[dict[str, str]]]
-"""Given a vendor instance and an event's `vendor_fields` for it: each problem the vendor's
-schema finds, as `{"path": "vendor_fields.<instance>...", "message"}` (the workers' adapters,
-handed in by the entry point as the previewer is)."""
+from core.dead_letters import DeadLetters
+from core.ports import Previewer, VendorFieldsCheck
+from core.secrets import SecretBox
+from core.source_rate import SourceRates
+from core.store import Store
+from core.vendor_guard import VendorGuard
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)

@@ -22,13 +22,13 @@ import structlog
 from pydantic import ValidationError
 
 from config.settings import Settings, SourceSettings
+from core.event import Event
+from core.links import Ingested, LinkConflict
+from core.ports import VendorFieldsCheck
+from core.secrets import PREFIX, CiphertextGiven, SecretBox, SecretsNotConfigured
+from core.store import NAME_PARTS, IngestRecord
 from gateway.body import not_an_object
-from gateway.context import VendorFieldsCheck
 from gateway.errors import ApiError, field_problems, schema_error
-from gateway.events import Event
-from usersync.links import Ingested, LinkConflict
-from usersync.secrets import PREFIX, CiphertextGiven, SecretBox, SecretsNotConfigured
-from usersync.store import NAME_PARTS, IngestRecord
 
 log = structlog.get_logger("usersync.gateway")
 
@@ -232,7 +232,7 @@ def check_secrets(event: Event, box: SecretBox) -> None:
 
 
 def sealed_event(event: Event, box: SecretBox) -> bytes:
-    """The event's JSON as stored: every secret encrypted (`usersync.secrets`). 422 for a
+    """The event's JSON as stored: every secret encrypted (`core.secrets`). 422 for a
     secret starting with `enc:v1:` (schema_violation), or for any secret when no key is
     configured (secrets_not_configured): nothing is ever stored in clear."""
     try:

@@ -1,6 +1,6 @@
 """`GET /openapi.json`: the OpenAPI 3.1 description of every route of the gateway.
 
-Schemas come from the pydantic models that validate requests (`gateway.events.Event`) and
+Schemas come from the pydantic models that validate requests (`core.event.Event`) and
 describe answers (`gateway.answers`), through one `models_json_schema` call whose `$defs` are
 the document's `components.schemas`. The operations are listed in `OPERATIONS`, next to the
 statuses each can answer; `tests/test_openapi.py` checks that they are exactly the routes the
@@ -20,13 +20,13 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-import usersync
+import core
 from config.settings import NAME_PATTERN, Settings
+from core.dead_letters import MAX_LIMIT
+from core.event import EVENT_ID_PATTERN, USER_ID_PATTERN, Event
+from core.signing import SCHEME, SIGNATURE_HEADER, SOURCE_HEADER, TIMESTAMP_HEADER
 from gateway import answers, batch
 from gateway.context import SETTINGS
-from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN, Event
-from usersync.dead_letters import MAX_LIMIT
-from usersync.signing import SCHEME, SIGNATURE_HEADER, SOURCE_HEADER, TIMESTAMP_HEADER
 
 PATH = "/openapi.json"
 REF = "#/components/schemas/{model}"
@@ -534,7 +534,7 @@ def build_document(settings: Settings) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "usersync gateway",
-            "version": usersync.__version__,
+            "version": core.__version__,
             "description": "Canonical user-change events in; delivery to vendor APIs out. "
             "Every error is `ErrorBody`. Unknown fields are refused everywhere (and unknown "
             "query parameters by the dead-letter and vendor calls). aiohttp also answers "

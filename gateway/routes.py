@@ -9,6 +9,9 @@ import structlog
 from aiohttp import web
 
 from config.settings import ADMIN_SETTER
+from core.event import EVENT_ID_PATTERN, USER_ID_PATTERN, VENDOR_ID_PATTERN, Event
+from core.links import LinkConflict, LinkDetail
+from core.status import utc_now_iso
 from gateway import admin, batch, openapi
 from gateway.auth import (
     Caller,
@@ -30,7 +33,6 @@ from gateway.context import (
     json_response,
 )
 from gateway.errors import ApiError, schema_error
-from gateway.events import EVENT_ID_PATTERN, USER_ID_PATTERN, VENDOR_ID_PATTERN, Event
 from gateway.ingest import (
     build_record,
     check_link_conflicts,
@@ -40,8 +42,6 @@ from gateway.ingest import (
     validated_event,
 )
 from gateway.storage import STORAGE
-from usersync.links import LinkConflict, LinkDetail
-from usersync.status import utc_now_iso
 
 log = structlog.get_logger("usersync.gateway")
 

@@ -26,14 +26,15 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
 from config.settings import Settings
+from core import keys
+from core.logs import configure_logging
+from core.status import FINAL_STATES
 from sandbox import create_sandbox_app
 from tests import kinds
-from usersync import keys, runtime
-from usersync.logs import configure_logging
+from usersync import runtime
 from usersync.redis_server import EmbeddedRedis
 from usersync.runtime import serving
 from usersync.sandbox_wiring import simulators_from_registry
-from usersync.status import FINAL_STATES
 from workers.vendors.registry import build_adapters
 
 HRIS_TOKEN = "test-hris-token-0123456789"

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from config.settings import Settings
+from core import keys
 from tests.conftest import (
     ADMIN_TOKEN,
     HRIS_TOKEN,
@@ -28,7 +29,6 @@ from tests.conftest import (
     wait_until,
 )
 from tests.test_dead_letters import admin, no_link, post_final
-from usersync import keys
 from usersync.redis_server import EmbeddedRedis, free_port
 
 ADMIN_CALLS = [

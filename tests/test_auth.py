@@ -21,6 +21,14 @@ from redis.asyncio import Redis
 
 from config import ConfigError, load_settings
 from config.settings import Settings
+from core import keys
+from core.signing import (
+    SIGNATURE_HEADER,
+    SOURCE_HEADER,
+    TIMESTAMP_HEADER,
+    signature_headers,
+    signature_hex,
+)
 from tests.conftest import (
     ADMIN_TOKEN,
     HRIS_TOKEN,
@@ -34,15 +42,7 @@ from tests.conftest import (
     running_gateway,
 )
 from tests.test_admin_api import ADMIN_CALLS
-from usersync import keys
 from usersync.redis_server import EmbeddedRedis
-from usersync.signing import (
-    SIGNATURE_HEADER,
-    SOURCE_HEADER,
-    TIMESTAMP_HEADER,
-    signature_headers,
-    signature_hex,
-)
 
 HRIS_SECRET = "test-hris-hmac-secret-0123"
 IDP_SECRET = "test-idp-hmac-secret-0123"

@@ -12,8 +12,12 @@ import pytest
 from redis.asyncio import Redis
 
 from config.settings import Settings
+from core import keys
+from core.event import Event
+from core.links import LinkDetail
+from core.signing import signature_headers
+from core.store import MAX_WRITE_BATCH, IngestRecord, Store
 from gateway.batch import BODY_CAP, body_limit
-from gateway.events import Event
 from gateway.ingest import acceptance_body
 from tests.conftest import (
     ADMIN_TOKEN,
@@ -26,11 +30,7 @@ from tests.conftest import (
     make_settings,
     running_gateway,
 )
-from usersync import keys
-from usersync.links import LinkDetail
 from usersync.redis_server import EmbeddedRedis, free_port
-from usersync.signing import signature_headers
-from usersync.store import MAX_WRITE_BATCH, IngestRecord, Store
 
 BATCH = "/v1/events:batch"
 

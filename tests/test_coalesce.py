@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gateway.events import Changes, Event
+from core.event import Changes, Event
 from workers import coalesce
 from workers.coalesce import FieldValues
 

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from core import keys
 from tests.conftest import (
     ADMIN_TOKEN,
     HRIS_TOKEN,
@@ -19,7 +20,6 @@ from tests.conftest import (
     event,
     wait_until,
 )
-from usersync import keys
 
 pytestmark = pytest.mark.usefixtures("worker")
 

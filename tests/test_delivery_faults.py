@@ -18,6 +18,8 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from core import keys
+from core.vendor_guard import VendorGuard
 from tests.conftest import (
     ADMIN_TOKEN,
     Gateway,
@@ -32,9 +34,7 @@ from tests.conftest import (
     wait_until,
     write_config,
 )
-from usersync import keys
 from usersync.redis_server import EmbeddedRedis
-from usersync.vendor_guard import VendorGuard
 
 KIND = {"mileapp": "mileapp", "fleet-eu": "fleet", "plaspy": "plaspy", "partoo": "partoo"}
 

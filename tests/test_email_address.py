@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
-from gateway.email_address import Email, is_plain
+from core.email_address import Email, is_plain
 
 FAST = TypeAdapter(Email)
 REFERENCE = TypeAdapter(EmailStr)

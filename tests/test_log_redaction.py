@@ -1,4 +1,4 @@
-"""The log redaction of usersync.logs, on real log output: the JSON lines structlog writes once
+"""The log redaction of core.logs, on real log output: the JSON lines structlog writes once
 configured as the CLI configures it, and the standard library's lines (arq, aiohttp)."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.logs import redact_secrets, render_json
+from core.secrets import SecretBox
 from tests.conftest import log_lines
-from usersync.logs import redact_secrets, render_json
-from usersync.secrets import SecretBox
 
 PASSWORD = "Hunter2-Pa55word!"
 TOKEN = "tok-0f8e7d6c5b4a39281706"

@@ -18,6 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from config.settings import Settings
+from core.store import Store
 from gateway.app import create_gateway_app
 from gateway.openapi import OPERATIONS, build_document
 from tests.conftest import (
@@ -30,7 +31,6 @@ from tests.conftest import (
     running_worker,
 )
 from tests.test_dead_letters import no_link
-from usersync.store import Store
 
 SCHEMATHESIS_EXAMPLES = 25
 """Test cases per operation and phase: bounded, so the whole file takes well under a minute."""

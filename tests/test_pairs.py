@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from core import keys
+from core.pairs import Commit, EventUpdate, PairQueue
+from core.status import TargetStatus
+from core.store import IngestRecord, Store
 from tests.conftest import event
-from usersync import keys
-from usersync.pairs import Commit, EventUpdate, PairQueue
-from usersync.status import TargetStatus
-from usersync.store import IngestRecord, Store
 
 RETENTION_S = 3600
 

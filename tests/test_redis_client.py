@@ -1,4 +1,4 @@
-"""`usersync.redis_client`: hiredis packing must send exactly what redis-py would."""
+"""`core.redis_client`: hiredis packing must send exactly what redis-py would."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from usersync.redis_client import (
+from core.redis_client import (
     HiredisConnection,
     HiredisSSLConnection,
     HiredisUnixConnection,

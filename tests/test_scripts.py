@@ -6,8 +6,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from core.scripts import ScriptCall, reply_or_raise, run_together
 from tests.conftest import count_writes
-from usersync.scripts import ScriptCall, reply_or_raise, run_together
 
 INCR = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
 ECHO = "return ARGV[1] .. ':' .. KEYS[1]"

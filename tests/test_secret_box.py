@@ -1,4 +1,4 @@
-"""usersync.secrets on its own: what is encrypted, round trips, key rotation, refusals, and the
+"""core.secrets on its own: what is encrypted, round trips, key rotation, refusals, and the
 `secrets.keys` setting. The end-to-end guarantees are in tests/test_secrets.py."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from config import ConfigError, Settings, load_settings
 from config.settings import SecretsSettings
-from usersync.masking import map_secrets, mask_secrets
-from usersync.secrets import (
+from core.masking import map_secrets, mask_secrets
+from core.secrets import (
     PREFIX,
     CiphertextGiven,
     SecretBox,

@@ -17,6 +17,8 @@ import pytest
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
+from core import keys
+from core.secrets import PREFIX
 from tests.conftest import (
     ADMIN_TOKEN,
     HRIS_TOKEN,
@@ -32,9 +34,7 @@ from tests.conftest import (
     wait_until,
     write_config,
 )
-from usersync import keys
 from usersync.redis_server import EmbeddedRedis
-from usersync.secrets import PREFIX
 
 # Each accepted by every vendor it is sent to: Partoo wants 8+ characters, upper and lower case
 # and a special one; Fleet and Plaspy take any string.

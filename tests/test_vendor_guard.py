@@ -1,4 +1,4 @@
-"""The shared circuit breaker and adaptive GCRA rate limit (usersync.vendor_guard), on the real
+"""The shared circuit breaker and adaptive GCRA rate limit (core.vendor_guard), on the real
 Redis. Every call passes an explicit `now_ms`, so nothing depends on the wall clock (only the
 probe token's expiry is Redis's own)."""
 
@@ -9,8 +9,8 @@ import asyncio
 from redis.asyncio import Redis
 
 from config.settings import VendorSettings
-from usersync import keys
-from usersync.vendor_guard import CallOutcome, Permit, VendorGuard
+from core import keys
+from core.vendor_guard import CallOutcome, Permit, VendorGuard
 
 T0 = 1_800_000_000_000
 """A realistic epoch time in ms; every test counts from it."""

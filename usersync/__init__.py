@@ -1,3 +1,6 @@
-"""usersync: the runtime glue shared by the gateway and the workers (store, logging, CLI)."""
+"""usersync's composition root: the command line and the process runtime, the only place that
+wires the gateway and the workers together (docs/architecture.md)."""
 
-__version__ = "0.1.0"
+from core import __version__
+
+__all__ = ["__version__"]

@@ -15,9 +15,9 @@ import orjson
 
 from config import ConfigError, Settings, load_settings
 from config.settings import SourceSettings
+from core.logs import configure_logging
+from core.signing import signature_headers
 from usersync.client import Answer, call
-from usersync.logs import configure_logging
-from usersync.signing import signature_headers
 
 DEFAULT_CONFIG = "config/sandbox.yaml"
 

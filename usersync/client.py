@@ -23,7 +23,7 @@ async def call(
     body: bytes | None = None,
     extra_headers: Mapping[str, str] | None = None,
 ) -> Answer:
-    """One request; `extra_headers` carries a signature (`usersync.signing`) over `body`,
+    """One request; `extra_headers` carries a signature (`core.signing`) over `body`,
     which is sent as these exact bytes."""
     headers = {"Accept": "application/json", **(extra_headers or {})}
     if token:

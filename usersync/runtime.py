@@ -18,11 +18,11 @@ from aiohttp import web
 from arq.worker import Worker
 
 from config.settings import Settings
+from core.redis_client import connect
+from core.store import Store
 from gateway.app import create_gateway_app
 from gateway.connections import ConnectionLimits, GuardedSite, ensure_descriptors
-from usersync.redis_client import connect
 from usersync.redis_server import EmbeddedRedis, RedisServerError
-from usersync.store import Store
 from workers.preview import make_previewer
 from workers.vendors.base import VendorAdapter
 from workers.vendors.registry import build_adapters, vendor_fields_check

@@ -1,6 +1,6 @@
 """One job run for one pair (vendor instance, user): at most one vendor call, then a commit.
 
-A run takes the pair's lease and reads what is pending (`usersync.pairs`), decides what it can
+A run takes the pair's lease and reads what is pending (`core.pairs`), decides what it can
 without calling (stale, nothing to send, refused by the vendor's schema, no link), merges the
 rest field by field into one request (`workers.coalesce`), asks the vendor guard for a permit
 (circuit breaker, shared rate), makes the call, and commits every event's outcome together
@@ -24,10 +24,10 @@ import structlog
 from pydantic import ValidationError
 
 from config.settings import Settings, VendorSettings
-from usersync.pairs import CLEAR_SLOT, Commit, PairQueue
-from usersync.secrets import SecretUndecryptable, secret_box
-from usersync.status import TargetStatus, utc_now_iso
-from usersync.vendor_guard import CallOutcome, VendorGuard, Verdict
+from core.pairs import CLEAR_SLOT, Commit, PairQueue
+from core.secrets import SecretUndecryptable, secret_box
+from core.status import TargetStatus, utc_now_iso
+from core.vendor_guard import CallOutcome, VendorGuard, Verdict
 from workers import coalesce, planning
 from workers.backoff import retry_delay
 from workers.errors import (
@@ -160,7 +160,7 @@ class DeliveryEngine:
     def _read(self, run: Run) -> list[Candidate]:
         """Parse the pending refs; unreadable or already-final ones are settled at once.
 
-        A stored event's secrets are encrypted (`usersync.secrets`): they are decrypted here,
+        A stored event's secrets are encrypted (`core.secrets`): they are decrypted here,
         in memory, before validation. One that no configured key opens is `dead` at once."""
         candidates = []
         for pending in run.batch.pending:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.events import Event
-from usersync.store import NAME_PARTS, Store
+from core.event import Event
+from core.store import NAME_PARTS, Store
 from workers import coalesce
 from workers.errors import NoLink
 from workers.vendors.base import ChangeSet, Translation, VendorAdapter

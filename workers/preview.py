@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.context import Previewer
-from gateway.events import Event
-from usersync.store import Store
+from core.event import Event
+from core.ports import Previewer
+from core.store import Store
 from workers.errors import PermanentDeliveryError
 from workers.planning import plan_preview
 from workers.vendors.base import Omission, VendorAdapter

@@ -1,7 +1,7 @@
 """What one job run of a pair reads, decides and writes: its candidates and its records.
 
 `Run` accumulates every event's new status while the engine decides; the engine hands them to
-the pair's commit in one round trip (`usersync.pairs`).
+the pair's commit in one round trip (`core.pairs`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any
 
 import orjson
 
-from gateway.events import Event
-from usersync.pairs import EventUpdate, PairBatch, PendingRef
-from usersync.scripts import ScriptCall
-from usersync.secrets import SecretBox
-from usersync.status import DeliveryState, TargetStatus, utc_now_iso
+from core.event import Event
+from core.pairs import EventUpdate, PairBatch, PendingRef
+from core.scripts import ScriptCall
+from core.secrets import SecretBox
+from core.status import DeliveryState, TargetStatus, utc_now_iso
 from workers import coalesce
 from workers.vendors.base import Translation
 

@@ -3,7 +3,7 @@
 arq facts this relies on (shared/notes/arq.md): an ordinary exception is not retried and
 `max_tries` drops a job silently, so `deliver` never lets an exception escape; attempts are
 counted by us (`retry.max_attempts`). Each run of a pair's job ends by scheduling the pair's
-next job itself (a fresh id, see `usersync.pairs`); arq's `Retry` is used only to run the same
+next job itself (a fresh id, see `core.pairs`); arq's `Retry` is used only to run the same
 job again after a crash or while another run holds the pair's lease. Jobs are JSON, not
 pickle, because the gateway writes them itself.
 """
@@ -23,9 +23,9 @@ from arq.worker import Worker, func
 from redis.asyncio import Redis
 
 from config.settings import Settings
-from usersync.pairs import DELIVER_FUNCTION, PairQueue
-from usersync.redis_client import connect, pack_with_hiredis
-from usersync.vendor_guard import VendorGuard
+from core.pairs import DELIVER_FUNCTION, PairQueue
+from core.redis_client import connect, pack_with_hiredis
+from core.vendor_guard import VendorGuard
 from workers.claim import ClaimingWorker
 from workers.engine import DeliveryEngine
 from workers.runs import RunAgain
@@ -71,7 +71,7 @@ def build_worker(
         connector = aiohttp.TCPConnector(limit=settings.worker.concurrency * 2, limit_per_host=0)
         session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
         # The engine's scripts go through a client of our own; it and arq's pool pack commands
-        # with hiredis (usersync.redis_client).
+        # with hiredis (core.redis_client).
         pack_with_hiredis(ctx["redis"])
         redis = connect(redis_url, socket_timeout=10, socket_connect_timeout=2)
         pairs = PairQueue(redis, settings.retention.events_s)

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from yarl import URL
 
 from config.settings import Settings
+from core import keys
 from tests.conftest import (
     ADMIN_TOKEN,
     HRIS_TOKEN,
@@ -27,7 +28,6 @@ from tests.conftest import (
     make_raw_settings,
 )
 from tests.test_dead_letters import no_link
-from usersync import keys
 
 Edit = Callable[[dict[str, Any]], None]
 

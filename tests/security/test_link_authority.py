@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from config.settings import Settings
+from core import keys
 from tests.conftest import (
     ADMIN_TOKEN,
     HRIS_TOKEN,
@@ -26,7 +27,6 @@ from tests.conftest import (
     make_raw_settings,
     make_settings,
 )
-from usersync import keys
 from usersync.redis_server import EmbeddedRedis
 
 CREATOR_TOKEN = "test-creator-token-0123456789"

@@ -18,6 +18,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from config.settings import Settings
+from core.signing import SIGNATURE_HEADER, SOURCE_HEADER, TIMESTAMP_HEADER
 from tests.conftest import (
     ADMIN_TOKEN,
     HRIS_TOKEN,
@@ -30,7 +31,6 @@ from tests.conftest import (
 )
 from tests.security.raw_http import Answer, answer_to, close, connect, head, read_answer
 from usersync.redis_server import EmbeddedRedis
-from usersync.signing import SIGNATURE_HEADER, SOURCE_HEADER, TIMESTAMP_HEADER
 
 HRIS_SECRET = "test-hris-hmac-secret-0123"
 BATCH = "/v1/events:batch"

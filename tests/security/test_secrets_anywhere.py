@@ -19,11 +19,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
+from core import keys, masking
+from core.secrets import PREFIX, SecretBox
 from tests.conftest import SECRET_KEY, Gateway, event
 from tests.test_dead_letters import admin, no_link, post_final
-from usersync import keys, masking
 from usersync.redis_server import EmbeddedRedis
-from usersync.secrets import PREFIX, SecretBox
 from workers.vendors import base
 
 Shape = Callable[[str], tuple[str, dict[str, Any]]]
@@ -156,7 +156,7 @@ async def test_a_dead_letter_stored_before_masks_an_op_without_op(
 
 
 def test_the_workers_mask_with_the_one_rule() -> None:
-    """The workers' request masking is `usersync.masking`'s (one definition of secret names
+    """The workers' request masking is `core.masking`'s (one definition of secret names
     and of the mask): case-insensitive keys, any patch path ending in one, `op` or not."""
     assert base.mask_secrets is masking.mask_secrets
     assert base.MASK == masking.MASK

@@ -19,6 +19,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from core import keys
 from tests.conftest import (
     USER_IDS,
     Gateway,
@@ -30,7 +31,6 @@ from tests.conftest import (
     write_config,
 )
 from tests.test_dead_letters import admin
-from usersync import keys
 from usersync.redis_server import EmbeddedRedis
 
 HUGE = 2**53

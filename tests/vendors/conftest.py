@@ -1,5 +1,5 @@
 """Factories for the adapter unit tests: vendor settings and change sets, typed as the worker
-passes them (changes parsed by `gateway.events.Changes`, so dates are dates)."""
+passes them (changes parsed by `core.event.Changes`, so dates are dates)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from config.settings import VendorSettings
-from gateway.events import Changes
+from core.event import Changes
 from tests.kinds import FIXTURES, TOKENS
 from workers.vendors.base import ChangeSet
 

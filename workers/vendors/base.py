@@ -25,7 +25,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from config.settings import VendorSettings
-from usersync.masking import MASK, mask_secrets
+from core.masking import MASK, mask_secrets
 from workers.errors import RetryableDeliveryError, SchemaRefused, VendorRefused
 
 SECRET_HEADERS = frozenset({"authorization", "x-apikey"})

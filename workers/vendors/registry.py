@@ -8,11 +8,12 @@ this mapping. See docs/adding-a-vendor.md.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
 from config import ConfigError, Settings
+from core.ports import VendorFieldsCheck
 from workers.vendors.base import VendorAdapter
 from workers.vendors.kind import AdapterClass, VendorKind
 
@@ -70,10 +71,6 @@ def build_adapters(settings: Settings) -> dict[str, VendorAdapter]:
     if problems:
         raise ConfigError("; ".join(problems))
     return adapters
-
-
-VendorFieldsCheck = Callable[[str, Any], list[dict[str, str]]]
-"""(instance name, its `vendor_fields`) -> each problem as `{"path", "message"}`."""
 
 
 def vendor_fields_check(adapters: Mapping[str, VendorAdapter]) -> VendorFieldsCheck:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from gateway.email_address import Email
+from core.email_address import Email
 
 ROLES = ("EMPLOYEE", "ADMIN")
 USER_ID = re.compile(r"[1-9][0-9]*")

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.email_address import Email
+from core.email_address import Email
 
 # Identifier patterns are anchored `^...$` for JSON Schema (`/openapi.json`) and pydantic, whose
 # regex engines end `$` at the end of the text. Python's `re` lets `$` match before a trailing

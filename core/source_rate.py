@@ -12,7 +12,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from config.settings import SourceRateLimit
-from usersync import keys
+from core import keys
 
 _TAKE = """
 local clock = redis.call('TIME')

@@ -4,7 +4,7 @@ Ingest is one Lua script, so the dedupe check, the stored event, the status of e
 its place in each target's pending set, the identity links and any arq job a pair still needs
 land together or not at all: a 202 can only follow a write that contains everything needed to
 deliver, and a crash in between leaves nothing half-done. Jobs are written in arq's own format
-(JSON-serialised, see `usersync.pairs`) in the same round trip.
+(JSON-serialised, see `core.pairs`) in the same round trip.
 
 Concurrent ingests share round trips: each waits in the store's queue, and a writer sends all
 that are waiting as one pipeline of EVALSHAs, while those arriving meanwhile wait for the next
@@ -27,11 +27,11 @@ from arq.constants import default_queue_name, job_key_prefix
 from redis.asyncio import Redis
 
 from config.settings import LinkMode
-from usersync import keys
-from usersync.links import Ingested, LinkChange, LinkConflict, LinkDetail
-from usersync.pairs import SCHEDULE_LUA, job_payload
-from usersync.scripts import ScriptCall, run_together
-from usersync.status import TargetStatus
+from core import keys
+from core.links import Ingested, LinkChange, LinkConflict, LinkDetail
+from core.pairs import SCHEDULE_LUA, job_payload
+from core.scripts import ScriptCall, run_together
+from core.status import TargetStatus
 
 NAME_PARTS = ("given_name", "family_name", "display_name")
 
@@ -149,7 +149,7 @@ class Store:
 
     async def ingest(self, record: IngestRecord, received_at: str) -> Ingested:
         """Store the event and queue it for each target's pair; (False, original answer) if a
-        duplicate. A pair without a scheduled job gets one (see `usersync.pairs`). Written
+        duplicate. A pair without a scheduled job gets one (see `core.pairs`). Written
         with whatever other ingests are waiting; a Redis error raises (the caller answers 503),
         and so does `LinkConflict` (nothing stored)."""
         (future,) = self._submit([record], received_at)

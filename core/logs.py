@@ -44,7 +44,7 @@ MASK = "***"
 
 _KEY_WORDS = r"[\w-]*(?:password|passwd|secret|token|signature|authorization|api_?key)[\w-]*"
 _IN_TEXT = (
-    # usersync's own ciphertext (usersync.secrets): never worth a log line, even encrypted
+    # usersync's own ciphertext (core.secrets): never worth a log line, even encrypted
     (re.compile(r"enc:v1:[A-Za-z0-9_=-]+"), "enc:v1:" + MASK),
     # credentials of an HTTP Authorization header
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + MASK),

@@ -21,8 +21,8 @@ from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
 
 from config.settings import Settings
-from usersync.dead_letters import DeadLetters
-from usersync.vendor_guard import VendorGuard
+from core.dead_letters import DeadLetters
+from core.vendor_guard import VendorGuard
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from usersync import keys
+from core import keys
 
 _RESET = """
 -- KEYS: the user's profile, then for each vendor instance its pair's applied hash and lease.

@@ -4,7 +4,7 @@ One rule says what a secret is, for everything that protects one: the value of a
 name is in `SECRET_KEYS` (ASCII case-insensitively, at any depth: `changes.password`,
 `Password` in a `vendor_fields` object, a tag so named) and the `value` of any object whose
 `path` is a string ending in such a name (a JSON Patch operation on `/password`, valid or not:
-an operation without `op` still carries the secret). `usersync.secrets` encrypts exactly these
+an operation without `op` still carries the secret). `core.secrets` encrypts exactly these
 before an event is stored; dead letters show the stored event through `mask_secrets`, so an
 encrypted value reads `***` like a clear one; the workers mask the requests they preview with
 the same `mask_secrets` (`workers.vendors.base`). So the three cannot disagree.

@@ -28,8 +28,8 @@ from arq.constants import default_queue_name
 from redis.asyncio import Redis
 
 from config.settings import VendorSettings
-from usersync import keys
-from usersync.scripts import ScriptCall, reply_or_raise, run_together
+from core import keys
+from core.scripts import ScriptCall, reply_or_raise, run_together
 
 MIN_RATE_FACTOR = 0.05
 """A 429 storm never slows an instance below this share of its configured rate."""

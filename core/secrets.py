@@ -1,6 +1,6 @@
 """Secrets at rest: an event's secrets are encrypted before it is written to Redis.
 
-What a secret is comes from `usersync.masking` (a `password` key in any ASCII case at any
+What a secret is comes from `core.masking` (a `password` key in any ASCII case at any
 depth, the `value` of any object whose `path` ends in `/password`, a JSON Patch operation with
 or without `op`), so what is encrypted is exactly what dead letters mask.
 The gateway seals an event just before storing it; a worker opens it in memory, just before
@@ -28,7 +28,7 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from config.settings import SecretsSettings
-from usersync.masking import SECRET_KEYS, map_secrets
+from core.masking import SECRET_KEYS, map_secrets
 
 _SECRET_WORDS = tuple(word.encode() for word in SECRET_KEYS)
 
@@ -107,7 +107,7 @@ class SecretBox:
 
     def seal_json(self, event: Any) -> bytes:
         """The JSON text of `seal(event)`. Every secret sits under a key or a patch path
-        named by `SECRET_KEYS` (`usersync.masking`), which orjson writes as it is, and names
+        named by `SECRET_KEYS` (`core.masking`), which orjson writes as it is, and names
         are compared ASCII-case-insensitively, as `bytes.lower()` lowers: a text without
         such a word, in any case, has nothing to seal and skips the walk (most events)."""
         text = orjson.dumps(event)

@@ -43,7 +43,7 @@ def profile(user_id: str) -> str:
 
 PROFILE_ORDER = "v:"
 """The prefix of a profile field holding a name part's order key (`v:given_name`), as the
-ingest script (`usersync.store`) writes it; an ordering reset (`usersync.ordering`) clears
+ingest script (`core.store`) writes it; an ordering reset (`core.ordering`) clears
 these and keeps the parts."""
 
 

@@ -19,8 +19,8 @@ import orjson
 from arq.constants import default_queue_name, job_key_prefix
 from redis.asyncio import Redis
 
-from usersync import keys
-from usersync.scripts import ScriptCall, reply_or_raise, run_together
+from core import keys
+from core.scripts import ScriptCall, reply_or_raise, run_together
 
 DELIVER_FUNCTION = "deliver"
 EVENT_KEY_PREFIX = keys.PREFIX + "event:"

@@ -31,11 +31,11 @@ import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from gateway.events import Event
-from usersync import keys
-from usersync.masking import mask_secrets
-from usersync.pairs import PairQueue
-from usersync.status import TargetStatus, utc_now_iso
+from core import keys
+from core.event import Event
+from core.masking import mask_secrets
+from core.pairs import PairQueue
+from core.status import TargetStatus, utc_now_iso
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
