@@ -3,7 +3,8 @@
 A simulator module (`workers/vendors/<kind>/simulator.py`) supplies a `Simulator`: its
 `Vendor` (failure shapes, how it reads credentials, its user model) and its routes, handlers
 taking a `Call`; `vendor_route` wraps them so that every call is journaled and the steps
-common to all vendors run in one order: fault, auth, Content-Type, JSON body.
+common to all vendors run in one order: fault, auth, Content-Type (`Vendor.media_types`),
+JSON body.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from email_validator import EmailNotValidError, validate_email
 from sandbox.state import STATE_KEY, Fault, JournalEntry, SandboxState, UserModel
 
 GARBAGE = "<html>oops</html>"
+JSON_ONLY = frozenset({"application/json"})
+"""The request media types a vendor reads unless its `Vendor` names others."""
 
 Failure = Callable[[SandboxState, int, str], web.Response]
 BodyFailure = Callable[[SandboxState, str], web.Response]
@@ -43,7 +46,8 @@ class Vendor:
     credential from the request (refused with `auth_message`); `routes` matches the paths it
     serves (anything else under `prefix` is a 404, or a 405 for a known path with another
     method); `check_token` raises ValueError for a credential the vendor could never have
-    issued, so that a sandbox configured with one fails at creation rather than with 401s.
+    issued, so that a sandbox configured with one fails at creation rather than with 401s;
+    `media_types` are the request `Content-Type`s it reads (anything else is a 415).
     """
 
     kind: str
@@ -55,6 +59,7 @@ class Vendor:
     routes: re.Pattern[str]
     auth_message: str = "Unauthenticated."
     check_token: Callable[[str], None] = any_token
+    media_types: frozenset[str] = JSON_ONLY
 
 
 @dataclass(frozen=True)
@@ -186,8 +191,9 @@ async def _answer(
             return faulted
     if not state.accepts(vendor.kind, vendor.credential(request)):
         return vendor.failure(state, 401, vendor.auth_message)
-    if request.content_type != "application/json":
-        return vendor.failure(state, 415, "Content-Type must be application/json.")
+    if request.content_type not in vendor.media_types:
+        accepted = " or ".join(sorted(vendor.media_types))
+        return vendor.failure(state, 415, f"Content-Type must be {accepted}.")
     try:
         body = parse_json(raw)
     except ValueError:

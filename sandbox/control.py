@@ -126,7 +126,11 @@ async def put_user(request: web.Request) -> web.Response:
     if pattern is not None and not pattern.fullmatch(user_id):
         raise ControlError(400, f"{kind} user ids match {pattern.pattern}")
     fields = await _object(request)
-    return web.json_response(state.put_user(kind, user_id, fields))
+    try:
+        doc = state.put_user(kind, user_id, fields)
+    except ValueError as exc:  # the kind's `UserModel.seal` refused a document it cannot hold
+        raise ControlError(400, f"not a {kind} user: {exc}") from exc
+    return web.json_response(doc)
 
 
 async def add_fault(request: web.Request) -> web.Response:

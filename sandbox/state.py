@@ -31,8 +31,9 @@ class UserModel:
 
     `blank` builds the default document for an id, `demo` the seeded demo user (whose id is
     `demo_id`), `seal` turns any clear-text secret in a document into a hash or a flag
-    (nothing is stored in clear), and `id_pattern` is the shape of ids the vendor can have
-    (None: any non-empty string).
+    (nothing is stored in clear) and may raise ValueError for a document the vendor could
+    not hold (the control API answers 400), and `id_pattern` is the shape of ids the vendor
+    can have (None: any non-empty string).
     """
 
     blank: Callable[[str], Document]

@@ -46,7 +46,8 @@ async def test_standard_change_reaches_the_simulator(
     http: aiohttp.ClientSession,
 ) -> None:
     """The kind's standard change to its demo user is delivered: the simulator received the
-    documented call (method, path, credential, body) once and answered it with a 2xx."""
+    documented call (method, path, credential, media type, body) once and answered it with
+    a 2xx."""
     fixtures = FIXTURES[kind]
     settings = make_settings(redis_server.url, sandbox.url, vendors=instances(sandbox.url))
     body = event(
@@ -68,5 +69,6 @@ async def test_standard_change_reaches_the_simulator(
     assert call["path"] == fixtures.update_url(fixtures.sandbox_path, DEMO_USERS[kind])
     for header, value in fixtures.auth_headers().items():
         assert call["headers"][header] == value
+    assert call["headers"]["Content-Type"] == fixtures.media_type
     assert call["body"] == fixtures.standard_body
     assert 200 <= call["status"] < 300

@@ -72,7 +72,8 @@ class Sim:
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
-        """Call the kind's documented update endpoint, authenticated as that vendor expects."""
+        """Call the kind's documented update endpoint, authenticated as that vendor expects,
+        a `body` sent as the kind's media type."""
         fixtures = FIXTURES[kind]
         user_id = DEMO_USERS[kind] if user_id is None else user_id
         token = fixtures.token if token == "default" else token
@@ -82,6 +83,8 @@ class Sim:
             sent.update(fixtures.auth_headers(token))
         if body is UNSET and data is None:
             body = VALID_BODIES[kind]
+        if body is not UNSET:
+            sent.setdefault("Content-Type", fixtures.media_type)
         return await self.request(fixtures.update_method, path, body=body, data=data, headers=sent)
 
     async def user(self, kind: str, user_id: str | None = None) -> dict[str, Any]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import pytest
 
 from sandbox import create_sandbox_app
+from tests.kinds import FIXTURES
 
 from .conftest import DEMO_USERS, KINDS, SIMULATORS, TOKENS, Sim, sandbox_app, serve_app
 
@@ -34,7 +36,7 @@ def test_demo_user_ids() -> None:
 async def test_demo_users_are_seeded(sim: Sim, kind: str) -> None:
     """Each kind's demo user exists with an email set."""
     user = await sim.user(kind)
-    assert user["email"]
+    assert FIXTURES[kind].stored_email(user)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -43,6 +45,19 @@ async def test_no_demo_users_when_disabled(empty_sim: Sim, kind: str) -> None:
     answer = await empty_sim.request("GET", f"/_sandbox/{kind}/users/{DEMO_USERS[kind]}")
     assert answer.status == 404
     assert (await empty_sim.vendor(kind)).status == 404
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_only_the_vendors_media_type_is_read(sim: Sim, kind: str) -> None:
+    """A valid body sent as text/plain is a 415 in the vendor's failure shape naming its
+    media type; the same bytes sent as that media type are read and applied."""
+    fixtures = FIXTURES[kind]
+    data = json.dumps(fixtures.simulator_body).encode()
+    refused = await sim.vendor(kind, data=data, headers={"Content-Type": "text/plain"})
+    assert refused.status == 415
+    assert fixtures.media_type in fixtures.failure_message(refused.body)
+    read = await sim.vendor(kind, data=data, headers={"Content-Type": fixtures.media_type})
+    assert read.status == 200
 
 
 async def test_unknown_kind_is_404(sim: Sim) -> None:
@@ -205,7 +220,7 @@ async def test_kinds_lists_every_simulated_kind(sim: Sim) -> None:
     for kind, entry in answer.body["kinds"].items():
         assert entry["demo_user_id"] == DEMO_USERS[kind]
         assert entry["prefix"] == f"/{kind}"
-        assert (await sim.user(kind, entry["demo_user_id"]))["email"]
+        assert FIXTURES[kind].stored_email(await sim.user(kind, entry["demo_user_id"]))
 
 
 def test_simulators_must_not_clash() -> None:

@@ -32,7 +32,8 @@ def test_standard_change_is_the_documented_call(
     kind: str, vendor_settings: MakeSettings, change_set: MakeChange
 ) -> None:
     """The standard change to the demo user is the kind's update call: its method, its URL
-    under base_url, the credential as the vendor reads it, JSON, and the expected body."""
+    under base_url, the credential as the vendor reads it, its JSON media type, and the
+    expected body."""
     fixtures = FIXTURES[kind]
     change = change_set(dict(fixtures.standard_change), vendor_user_id=DEMO_USERS[kind])
     translation = adapter_of(kind, vendor_settings).translate(change)
@@ -42,8 +43,8 @@ def test_standard_change_is_the_documented_call(
     assert request.url == fixtures.update_url(fixtures.example_base_url, DEMO_USERS[kind])
     assert request.headers == {
         **fixtures.auth_headers(),
-        "Content-Type": "application/json",
-        "Accept": "application/json",
+        "Content-Type": fixtures.media_type,
+        "Accept": fixtures.media_type,
     }
     assert request.body == fixtures.standard_body
     assert translation.omitted == ()

@@ -18,6 +18,12 @@ from workers.vendors.kind import VendorKind
 
 STANDARD_CHANGE: Final[Mapping[str, Any]] = MappingProxyType({"email": "ada@example.com"})
 """The canonical change every kind's suite sends unless a kind gives its own."""
+JSON: Final = "application/json"
+
+
+def email_key(document: Any) -> Any:
+    """The email of a stored user whose document keeps it under `email` (the default)."""
+    return document["email"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,12 @@ class KindFixtures:
     `simulator_change` = (document key, its value before); `body_failure_status` the HTTP
     status of the vendor's body-level failure (200 where documented, else 400);
     `failure_message` reads the message out of the vendor's failure body and fails
-    (AssertionError) if the body is not that shape.
+    (AssertionError) if the body is not that shape; `stored_email` reads the email out of a
+    user document as the control API shows it (`email_key`: its `email` key).
+
+    Media type: `media_type` is what the adapter sends as `Content-Type` and `Accept`, and
+    what the shared suites send to the simulator (`application/json` unless the vendor's
+    protocol names another, as SCIM's `application/scim+json`).
     """
 
     token: str
@@ -63,6 +74,8 @@ class KindFixtures:
     failure_message: Callable[[Any], str]
     settings: Mapping[str, Any] = field(default_factory=dict)
     standard_change: Mapping[str, Any] = field(default_factory=lambda: STANDARD_CHANGE)
+    media_type: str = JSON
+    stored_email: Callable[[Any], Any] = email_key
 
     def auth_headers(self, token: str | None = None) -> dict[str, str]:
         """The credential header as the adapter sends it (with `token`, or the kind's own)."""
