@@ -21,7 +21,7 @@ from core.secrets import secret_box
 from core.source_rate import SourceRates
 from core.store import Store
 from core.vendor_guard import VendorGuard
-from gateway import routes
+from gateway import admin, batch, dead_letter_api, openapi, routes
 from gateway.body import BODY_BUDGET, BodyBudget
 from gateway.context import (
     DEAD_LETTERS,
@@ -35,9 +35,20 @@ from gateway.context import (
     json_response,
 )
 from gateway.errors import ApiError, redis_unavailable
+from gateway.routing import Route, register
 from gateway.storage import add_storage_gauge, is_out_of_memory, storage_full
 
 log = structlog.get_logger("usersync.gateway")
+
+ROUTES: tuple[Route, ...] = (
+    *routes.ROUTES,
+    *batch.ROUTES,
+    *dead_letter_api.ROUTES,
+    *admin.ROUTES,
+    *openapi.ROUTES,
+)
+"""Every route the gateway serves, one `ROUTES` list per module: registered with aiohttp and
+described by `/openapi.json` from these same declarations (`gateway.routing`)."""
 
 
 @web.middleware
@@ -113,5 +124,6 @@ def create_gateway_app(
     app[SECRET_BOX] = secret_box(settings.secrets)
     add_storage_gauge(app, store.redis, settings.redis.max_memory_fraction)
     app[BODY_BUDGET] = BodyBudget(settings.gateway.max_inflight_body_bytes)
-    routes.add_routes(app)
+    register(app, ROUTES)
+    openapi.publish(app, ROUTES)
     return app

@@ -18,11 +18,13 @@ import structlog
 from aiohttp import web
 
 from config.settings import Settings, SourceSettings
+from core.event import Event
 from core.links import LinkConflict
 from core.ports import VendorFieldsCheck
 from core.secrets import SecretBox
 from core.status import utc_now_iso
 from core.store import IngestRecord
+from gateway import answers
 from gateway.auth import check_headers, enforce_source_rate, source_of, verify_body
 from gateway.body import MAX_ARRAY_ITEMS, parse_json_object, read_json_body
 from gateway.context import (
@@ -35,6 +37,7 @@ from gateway.context import (
 )
 from gateway.errors import ApiError
 from gateway.ingest import build_record, link_conflict, log_link_changes, validated_event
+from gateway.routing import EVENTS_TAG, JSON, Answer, Ref, Route, Schema
 from gateway.storage import STORAGE
 
 log = structlog.get_logger("usersync.gateway")
@@ -170,3 +173,51 @@ async def post_events_batch(request: web.Request) -> web.Response:
             )
     log.info("batch_ingested", source=source.name, events=len(events), **counts)
     return json_response({"results": results, **counts})
+
+
+def _batch_schema(ref: Ref, settings: Settings) -> dict[str, Any]:
+    """The envelope `_events` checks, its events described as `POST /v1/events` takes one."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["events"],
+        "properties": {
+            "events": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": settings.gateway.batch_max_events,
+                "items": ref(Event),
+            }
+        },
+    }
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        PATH,
+        post_events_batch,
+        "postEventsBatch",
+        "Accept many events, each accepted or refused on its own",
+        EVENTS_TAG,
+        "source",
+        {
+            200: Answer(
+                "every event's result, in order: the status and body `POST /v1/events` "
+                "would have answered for it (also when some or all are refused)",
+                answers.BatchAnswer,
+            )
+        },
+        (400, 401, 403, 408, 413, 415, 422, 429, 503),
+        {JSON: Schema(_batch_schema, (Event,))},
+        description="1 to `gateway.batch_max_events` events. The body may be "
+        "`max_body_bytes * batch_max_events` (at most 16 MiB), each event `max_body_bytes` "
+        "(else that event is a 413). The request is authenticated once; a 4xx here concerns "
+        "the whole request. An event that does not match the `Event` schema is refused on "
+        "its own (its result's status is 422), the others are still accepted. All accepted "
+        "events are stored in one round trip, in order: a repeated `event_id` is a duplicate "
+        "(200) of its first occurrence. A 503 means the outcome of the batch is unknown: "
+        "send it again (events already stored answer 200, duplicate).",
+    ),
+)
+"""`POST /v1/events:batch` (`gateway.routing`)."""

@@ -8,11 +8,11 @@ import orjson
 import structlog
 from aiohttp import web
 
-from config.settings import ADMIN_SETTER
+from config.settings import ADMIN_SETTER, NAME_PATTERN
 from core.event import EVENT_ID_PATTERN, USER_ID_PATTERN, VENDOR_ID_PATTERN, Event
 from core.links import LinkConflict, LinkDetail
 from core.status import utc_now_iso
-from gateway import admin, batch, openapi
+from gateway import answers
 from gateway.auth import (
     Caller,
     authenticate_caller,
@@ -40,6 +40,17 @@ from gateway.ingest import (
     link_conflict,
     log_link_changes,
     validated_event,
+)
+from gateway.routing import (
+    EVENTS_TAG,
+    JSON,
+    OPERATIONS_TAG,
+    USER_ID,
+    Answer,
+    Route,
+    Tag,
+    path_parameter,
+    query_parameter,
 )
 from gateway.storage import STORAGE
 
@@ -204,15 +215,120 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "ready", "redis": "ok", "config": "loaded"})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/events", post_event)
-    app.router.add_post("/v1/events:preview", preview_event)
-    app.router.add_post(batch.PATH, batch.post_events_batch)
-    app.router.add_get("/v1/events/{event_id}", get_event)
-    app.router.add_get("/v1/users/{user_id}/links", get_links)
-    app.router.add_get("/v1/users/{user_id}/links/{vendor}", get_link)
-    app.router.add_put("/v1/users/{user_id}/links/{vendor}", put_link)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    admin.add_routes(app)
-    openapi.add_routes(app)
+LINKS_TAG = Tag("links", "identity links (admin token)")
+_VENDOR = path_parameter("vendor", NAME_PATTERN, "a configured vendor instance")
+_EVENT_ERRORS = (400, 401, 403, 408, 409, 413, 415, 422, 429, 503)
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        "/v1/events",
+        post_event,
+        "postEvent",
+        "Accept one user-change event",
+        EVENTS_TAG,
+        "source",
+        {
+            202: Answer("stored in Redis and queued for every target", answers.Acceptance),
+            200: Answer("this source already sent this event_id", answers.DuplicateAcceptance),
+        },
+        _EVENT_ERRORS,
+        {JSON: Event},
+        description="Limit: `gateway.max_body_bytes`. A 202 is answered only once the event "
+        "is durably in Redis.",
+    ),
+    Route(
+        "POST",
+        "/v1/events:preview",
+        preview_event,
+        "previewEvent",
+        "The exact request each target would receive",
+        EVENTS_TAG,
+        "source",
+        {200: Answer("per target: send (masked request), skipped or refused", answers.Preview)},
+        _EVENT_ERRORS,
+        {JSON: Event},
+        description="Validated as `POST /v1/events`; nothing is stored or sent.",
+    ),
+    Route(
+        "GET",
+        "/v1/events/{event_id}",
+        get_event,
+        "getEvent",
+        "Delivery status of an event, per target",
+        EVENTS_TAG,
+        "source_or_admin",
+        {200: Answer("the status of each target", answers.EventStatus)},
+        (401, 404, 503),
+        parameters=(
+            path_parameter(
+                "event_id", EVENT_ID_PATTERN, "the event's `event_id` (unique per source)"
+            ),
+            query_parameter(
+                "source",
+                {"type": "string"},
+                "admin token only: the source whose event to read (else the first that has "
+                "one); ignored for a source's own token",
+            ),
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/users/{user_id}/links",
+        get_links,
+        "getLinks",
+        "The user's ids at each vendor instance",
+        LINKS_TAG,
+        "admin",
+        {200: Answer("the identity links", answers.Links)},
+        (401, 403, 404, 503),
+        parameters=(USER_ID,),
+    ),
+    Route(
+        "GET",
+        "/v1/users/{user_id}/links/{vendor}",
+        get_link,
+        "getLink",
+        "The user's id at one vendor instance",
+        LINKS_TAG,
+        "admin",
+        {200: Answer("the link", answers.Link)},
+        (401, 403, 404, 503),
+        parameters=(USER_ID, _VENDOR),
+    ),
+    Route(
+        "PUT",
+        "/v1/users/{user_id}/links/{vendor}",
+        put_link,
+        "putLink",
+        "Set the user's id at a vendor instance",
+        LINKS_TAG,
+        "admin",
+        {200: Answer("the link as stored", answers.Link)},
+        (400, 401, 403, 404, 408, 413, 415, 422, 503),
+        {JSON: answers.LinkRequest},
+        parameters=(USER_ID, _VENDOR),
+    ),
+    Route(
+        "GET",
+        "/healthz",
+        healthz,
+        "healthz",
+        "Liveness",
+        OPERATIONS_TAG,
+        "none",
+        {200: Answer("the process serves", answers.Health)},
+    ),
+    Route(
+        "GET",
+        "/readyz",
+        readyz,
+        "readyz",
+        "Readiness: Redis reachable, config loaded",
+        OPERATIONS_TAG,
+        "none",
+        {200: Answer("ready", answers.Ready)},
+        (503,),
+    ),
+)
+"""The v1 API's event and link routes and the probes (`gateway.routing`)."""
