@@ -131,7 +131,10 @@ async def get_openapi(request: web.Request) -> web.Response:
 def publish(app: web.Application, routes: Iterable[Route]) -> None:
     """Build the document of `routes` now, from the app's settings (so a model that cannot
     be described fails at start, not at the first request), for `get_openapi` to serve."""
-    app[DOCUMENT] = orjson.dumps(build_document(app[SETTINGS], routes))
+    # OPT_NON_STR_KEYS: scim2-models names its extension properties by a `str` subclass (URN)
+    app[DOCUMENT] = orjson.dumps(
+        build_document(app[SETTINGS], routes), option=orjson.OPT_NON_STR_KEYS
+    )
 
 
 ROUTES: tuple[Route, ...] = (

@@ -36,11 +36,13 @@ ERRORS: dict[int, str] = {
     "ordering reset while a delivery to the user is in flight (`pair_in_flight`, nothing "
     "cleared: retry after `Retry-After`)",
     410: "the dead letter's event is past its retention and no longer stored",
+    412: "`If-Match` names another version of the resource than the stored one (SCIM)",
     413: "the body is larger than the limit (cut off while streaming)",
     415: "the body is not declared as Content-Type: application/json",
     422: "schema violation: `details` lists the path and message of every problem (for a "
     "query parameter, its name; unknown fields and query parameters are refused)",
     429: "the source is over its rate limit: retry after `Retry-After` seconds",
+    501: "not offered by this service (SCIM `POST /.search` across resource types)",
     503: "Redis is unavailable (`redis_unavailable`), or too full for a new event "
     "(`storage_full`), or the gateway is reading too many request bodies at once "
     "(`overloaded`): nothing was accepted or changed; retry after `Retry-After`",
