@@ -32,6 +32,7 @@ REGISTERED: Final = (
     "fleet",
     "plaspy",
     "partoo",
+    "scim",
 )
 """The registered kinds, one line each: the folder `workers/vendors/<name>/` defines `KIND`."""
 
