@@ -9,8 +9,14 @@ Values are read as identity providers send them and put in canonical form: a pho
 spaces, dashes, dots and brackets are dropped (`+1 (555) 010-0199` -> `+15550100199`), the
 first tag of a `preferredLanguage` in Accept-Language form is taken (`da, en-gb;q=0.8` ->
 `da`), a `locale`'s underscore becomes a dash (`en_US` -> `en-US`), an empty string is no
-value. What the canonical schema still refuses (an address that is no email) is a SCIM 400
-`invalidValue` naming the SCIM attribute.
+value.
+
+A value the canonical schema refuses (a phone that is no E.164 number once its punctuation is
+dropped, a `timezone` that is no IANA name, a language that is no BCP 47 tag, an address that is
+no email) is still a valid SCIM value: the resource keeps it as sent, and the field is left out
+of the event (`unmappable`, logged `scim_value_unmapped` with the attribute and the reason,
+never the value), so the vendors keep what they had. Refusing the whole user for one attribute
+an identity provider holds in another format would stop its provisioning altogether.
 
 `active` left out reads as true: a provisioned user is active until it says `active: false`
 (RFC 7643 gives `active` no default; Entra ID and Okta always send it).
@@ -22,7 +28,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from core.event import NOT_CLEARABLE
+from pydantic import ValidationError
+
+from core.event import NOT_CLEARABLE, Changes
 from core.scim_attributes import (
     BY_CANONICAL,
     LINKS_ATTRIBUTE,
@@ -140,6 +148,19 @@ def changed_fields(
             continue
         changes[field] = value
     return changes
+
+
+def unmappable(changes: Mapping[str, Any]) -> dict[str, str]:
+    """The changed fields whose value the canonical schema refuses: field -> why."""
+    refused: dict[str, str] = {}
+    for field, value in changes.items():
+        try:
+            Changes.model_validate({field: value})
+        except ValidationError as exc:
+            refused[field] = "; ".join(
+                error["msg"] for error in exc.errors(include_url=False, include_input=False)
+            )
+    return refused
 
 
 def event_type(changes: Mapping[str, Any], existed: bool) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from pydantic import ValidationError
 from scim2_models import Context, Meta, PatchOp, Path, Resource, User
 
@@ -43,9 +44,12 @@ from gateway.scim.mapping import (
     links_of,
     password_changed,
     scim_attribute_of,
+    unmappable,
 )
 from gateway.scim.service import POLICY, ScimService
 from gateway.scim.store import Plan, StoredUser
+
+log = structlog.get_logger("usersync.gateway")
 
 _USER_NAME = Path[User[Any]]("userName").resolve()
 
@@ -207,6 +211,15 @@ class Writer:
             changes = {k: v for k, v in canonical_values(new).items() if k != "password"}
             enabled = set(self.settings.enabled_vendors)
             targets = [vendor for vendor in moved if vendor in enabled] or None
+        for field, why in unmappable(changes).items():
+            log.warning(
+                "scim_value_unmapped",
+                source=self.source.name,
+                resource_id=resource_id,
+                attribute=scim_attribute_of(field),
+                reason=why,
+            )
+            del changes[field]
         record = None
         if changes:
             body = self._event_body(
