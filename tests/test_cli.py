@@ -90,7 +90,7 @@ def test_check_config_names_the_key_path_of_each_problem(tmp_path: Path) -> None
     )
     result = usersync("check-config", "--config", str(config))
     assert result.returncode == 2
-    assert "sources.0.token: environment variable NOT_SET_ANYWHERE_123 is not set" in result.stderr
+    assert "sources[hris].token: environment variable NOT_SET_ANYWHERE_123 is not set" in result.stderr
     config.write_text(
         yaml.safe_dump(
             {
@@ -146,11 +146,11 @@ def sandbox_run_config(project_root: Path, tmp_path: Path) -> tuple[Path, int]:
     return path, gateway_port
 
 
-async def test_usersync_run_delivers_to_all_four_sandbox_vendors(
+async def test_usersync_run_delivers_to_all_five_sandbox_vendors(
     project_root: Path, tmp_path: Path
 ) -> None:
     """`usersync run` alone (embedded Redis + sandbox + gateway + worker) takes an event and
-    delivers it to all four vendors; its JSON log has one line per attempt with the operator
+    delivers it to all five vendors; its JSON log has one line per attempt with the operator
     keys and never the password; SIGTERM stops it cleanly, embedded Redis included."""
     config, port = sandbox_run_config(project_root, tmp_path)
     process = await asyncio.create_subprocess_exec(
@@ -176,7 +176,7 @@ async def test_usersync_run_delivers_to_all_four_sandbox_vendors(
             final = await gateway.wait_final(body["event_id"], token=token)
             states = {t: s["status"] for t, s in final["targets"].items()}
             assert states == dict.fromkeys(
-                ["fleet-eu", "mileapp", "partoo", "plaspy"], "delivered"
+                ["fleet-eu", "mileapp", "partoo", "plaspy", "scim-app"], "delivered"
             ), final
     finally:
         process.send_signal(signal.SIGTERM)
@@ -184,7 +184,7 @@ async def test_usersync_run_delivers_to_all_four_sandbox_vendors(
     assert process.returncode == 0, stderr.decode()[-2000:]
     lines = [orjson.loads(line) for line in stdout.splitlines() if line.startswith(b"{")]
     attempts = [line for line in lines if line.get("event") == "delivery_attempt"]
-    assert len(attempts) == 4
+    assert len(attempts) == 5
     for line in attempts:
         for key in (
             "event_id",
