@@ -1,5 +1,6 @@
 """SCIM fixtures: a gateway whose sources `okta` and `entra` provision over SCIM (`scim: true`),
-`hris` does not, and a client speaking `application/scim+json` with a source's token."""
+`restricted` too but only to fleet-eu and under `link_mode: create`, `hris` does not; and a
+client speaking `application/scim+json` with a source's token."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from usersync.redis_server import EmbeddedRedis
 
 OKTA_TOKEN = "test-okta-scim-token-0123456789"
 ENTRA_TOKEN = "test-entra-scim-token-0123456789"
+RESTRICTED_TOKEN = "test-restricted-scim-token-0123456789"
 SCIM_JSON = "application/scim+json"
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -30,6 +32,13 @@ def scim_sources() -> list[dict[str, Any]]:
         {"name": "hris", "token": HRIS_TOKEN},
         {"name": "okta", "token": OKTA_TOKEN, "scim": True},
         {"name": "entra", "token": ENTRA_TOKEN, "scim": True},
+        {
+            "name": "restricted",
+            "token": RESTRICTED_TOKEN,
+            "scim": True,
+            "allowed_targets": ["fleet-eu"],
+            "link_mode": "create",
+        },
     ]
 
 
@@ -77,6 +86,17 @@ class Scim:
 
     def as_source(self, token: str) -> Scim:
         return Scim(self.url, self.http, token)
+
+    async def create(self, user_name: str, **attributes: Any) -> Answer:
+        """POST /Users of a user with this userName and attributes; asserts the 201."""
+        body = {"schemas": [USER_SCHEMA], "userName": user_name, **attributes}
+        answer = await self.call("POST", "/Users", body)
+        assert answer.status == 201, answer.body
+        return answer
+
+    async def patch(self, user_id: str, *operations: dict[str, Any], **kwargs: Any) -> Answer:
+        body = {"schemas": [PATCH_SCHEMA], "Operations": list(operations)}
+        return await self.call("PATCH", f"/Users/{user_id}", body, **kwargs)
 
 
 @pytest.fixture
