@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -107,8 +108,9 @@ def dockerignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
 
 
 def test_dockerignore_sends_only_the_sources() -> None:
-    """The build context holds what the Dockerfile copies and nothing of .venv, .git, tests or
-    caches: under 5 MB (the whole checkout, .venv included, is hundreds)."""
+    """The build context holds what the Dockerfile copies (every package pyproject.toml
+    ships) and nothing of .venv, .git, tests or caches: under 5 MB (the checkout, .venv
+    included, is hundreds)."""
     rules = dockerignore_rules()
     for left_out in (".venv/bin/python", ".git/HEAD", "tests/test_deploy.py", "bench/e2e.py"):
         assert not dockerignore_included(left_out, rules), left_out
@@ -133,6 +135,9 @@ def test_dockerignore_sends_only_the_sources() -> None:
                 size += (Path(top) / name).stat().st_size
     for source in copied:
         assert dockerignore_included(source, rules), source
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    included = packages["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {name.rstrip("*") for name in included} <= set(copied)  # a new package is copied
     assert size < 5 * 1024 * 1024, f"build context {size / 1e6:.1f} MB"
 
 
