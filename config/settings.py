@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from functools import cached_property
 from typing import Annotated, Literal
 
@@ -19,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -30,6 +32,20 @@ LinkMode = Literal["set", "create", "none"]
 ADMIN_SETTER = "admin"
 """Who set an identity link through the admin API (a link set by an event shows its source's
 name, so no source may take this one)."""
+
+
+SKIP_CROSS_CHECKS = "skip_cross_checks"
+"""Validation context key: validate each section but not the checks across them (the loader
+asks for it to check further what of a faulty file is valid)."""
+
+
+class SettingsProblems(ValueError):
+    """Every cross-section problem of a config, each `key.path: message` (the loader reads
+    them back one by one to place each in the file)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 class _Strict(BaseModel):
@@ -377,35 +393,43 @@ class Settings(_Strict):
     logging: LoggingSettings = LoggingSettings()
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> Settings:
+    def _cross_checks(self, info: ValidationInfo) -> Settings:
+        """Checks across sections, every problem at once (`SettingsProblems`), so a file is
+        fixed in one go rather than one message at a time."""
+        if info.context and info.context.get(SKIP_CROSS_CHECKS):
+            return self
+        problems = list(self._structure_problems())
+        try:
+            self._credential_checks()
+        except ValueError as exc:
+            problems.append(str(exc))
+        if problems:
+            raise SettingsProblems(problems)
+        return self
+
+    def _structure_problems(self) -> Iterator[str]:
         names = [source.name for source in self.sources]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"sources: duplicate names {duplicates}")
-        self._credential_checks()
+            yield f"sources: duplicate names {duplicates}"
         if ADMIN_SETTER in names:
-            raise ValueError(
-                f"sources: the name {ADMIN_SETTER!r} is reserved (links set by the admin show it)"
-            )
+            yield f"sources: the name {ADMIN_SETTER!r} is reserved (links set by the admin show it)"
         for source in self.sources:
             unknown = sorted(set(source.allowed_targets or ()) - set(self.vendors))
             if unknown:
-                raise ValueError(
-                    f"sources.{source.name}.allowed_targets: unknown vendor instances {unknown}"
-                )
+                yield f"sources.{source.name}.allowed_targets: unknown vendor instances {unknown}"
         for name, vendor in self.vendors.items():
             if vendor.timeout_s >= self.worker.job_timeout_s:
-                raise ValueError(
+                yield (
                     f"vendors.{name}.timeout_s: {vendor.timeout_s} must be below "
                     f"worker.job_timeout_s ({self.worker.job_timeout_s}), or arq cancels the call"
                 )
             if vendor.retry.max_age_s > self.retention.events_s:
-                raise ValueError(
+                yield (
                     f"vendors.{name}.retry.max_age_s: {vendor.retry.max_age_s} must not exceed "
                     f"retention.events_s ({self.retention.events_s}): an event is kept only that "
                     "long"
                 )
-        return self
 
     def _credential_checks(self) -> None:
         """Every source token different, and the admin token none of them (compared as

@@ -571,12 +571,12 @@ def raw_settings(**overrides: Any) -> dict[str, Any]:
         ),
         ({"sources": [{"name": "hris"}]}, "one of token or token_sha256 is required"),
         ({"sources": [{"name": "hris", "hmac_secret": HRIS_SECRET}]}, "one of token or"),
-        ({"sources": [{"name": "hris", "token_sha256": "g" * 64}]}, "sources.0.token_sha256"),
-        ({"sources": [{"name": "hris", "token_sha256": "a" * 63}]}, "sources.0.token_sha256"),
+        ({"sources": [{"name": "hris", "token_sha256": "g" * 64}]}, "sources[hris].token_sha256"),
+        ({"sources": [{"name": "hris", "token_sha256": "a" * 63}]}, "sources[hris].token_sha256"),
         ({"sources": [{"name": "hris", "token": "short"}]}, "at least 16 characters"),
         (
             {"sources": [{"name": "hris", "token": HRIS_TOKEN, "hmac_secret": "short"}]},
-            "sources.0.hmac_secret",
+            "sources[hris].hmac_secret",
         ),
         (
             {"gateway": {"admin_token": HRIS_TOKEN}},
@@ -598,7 +598,7 @@ def raw_settings(**overrides: Any) -> dict[str, Any]:
                     {"name": "idp", "token": HRIS_TOKEN},
                 ]
             },
-            "sources.idp.token: same token as source hris",
+            "sources[idp].token: same token as source hris",
         ),
         (
             {
@@ -607,7 +607,7 @@ def raw_settings(**overrides: Any) -> dict[str, Any]:
                     {"name": "idp", "token_sha256": sha256_hex(HRIS_TOKEN)},
                 ]
             },
-            "sources.idp.token: same token as source hris",
+            "sources[idp].token: same token as source hris",
         ),
         (
             {"sources": [{"name": "hris", "token": HRIS_TOKEN, "require_signature": True}]},
@@ -620,11 +620,11 @@ def raw_settings(**overrides: Any) -> dict[str, Any]:
         ),
         (
             {"sources": sources(rate_limit={"per_second": 0, "burst": 1})},
-            "sources.0.rate_limit.per_second",
+            "sources[hris].rate_limit.per_second",
         ),
         (
             {"sources": sources(rate_limit={"per_second": 1})},
-            "sources.0.rate_limit.burst",
+            "sources[hris].rate_limit.burst",
         ),
         ({"gateway": {"signature_skew_s": 0}}, "gateway.signature_skew_s"),
     ],

@@ -90,7 +90,9 @@ def test_check_config_names_the_key_path_of_each_problem(tmp_path: Path) -> None
     )
     result = usersync("check-config", "--config", str(config))
     assert result.returncode == 2
-    assert "sources.0.token: environment variable NOT_SET_ANYWHERE_123 is not set" in result.stderr
+    assert (
+        "sources[hris].token: environment variable NOT_SET_ANYWHERE_123 is not set" in result.stderr
+    )
     config.write_text(
         yaml.safe_dump(
             {

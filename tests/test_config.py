@@ -40,12 +40,12 @@ def test_secrets_do_not_appear_in_settings_repr(tmp_path: Path) -> None:
     [
         ("gateway: {port: 99999}", "gateway.port"),
         ("gateway: {prot: 8080}", "gateway.prot"),
-        ("sources: [{name: hris, token: short}]", "sources.0.token"),
-        ("sources: [{name: Bad Name, token: " + "x" * 20 + "}]", "sources.0.name"),
+        ("sources: [{name: hris, token: short}]", "sources[hris].token"),
+        ("sources: [{name: Bad Name, token: " + "x" * 20 + "}]", "sources[Bad Name].name"),
         (f"vendors: {{v: {{{VENDOR}, timeout_s: 500}}}}", "vendors.v.timeout_s"),
         (
             f"vendors: {{v: {{{VENDOR}}}}}\nsources: [{{name: s, token: {'x' * 20}, allowed_targets: [w]}}]",
-            "sources.s.allowed_targets",
+            "sources[s].allowed_targets",
         ),
         ("redis: {url: 'http://x'}", "redis.url"),
         (
