@@ -1,7 +1,7 @@
 """The dead-letter queue: dead deliveries listed, shown, replayed and purged.
 
-A delivery that became `dead` is indexed by the worker in two sorted sets, `usersync:dead`
-and `usersync:dead:{vendor}` (member: the dead letter's id `{source}:{event_id}:{target}`,
+A delivery that became `dead` is indexed by the worker in two sorted sets, `keys.DEAD_LETTERS`
+and `keys.dead_letters_of(vendor)` (member: the dead letter's id, `keys.dead_letter_id`,
 score: time of death in ms); the event hash keeps the event, the target's status and its
 attempt history. The index is the authority on what is a dead letter:
 
@@ -35,6 +35,7 @@ from core import keys
 from core.event import Event
 from core.masking import mask_secrets
 from core.pairs import PairQueue
+from core.scripts import load_lua
 from core.status import TargetStatus, utc_now_iso
 
 DEFAULT_LIMIT = 100
@@ -43,20 +44,8 @@ _CHUNK = 500
 """Index members read per round trip while paging or filtering."""
 _REPLAY_CONCURRENCY = 50
 """Replays of a bulk replay in flight at once."""
-
-_COUNT_PREFIX = """
-local n, i, step = 0, 0, 1000
-local prefix = ARGV[1]
-while true do
-  local members = redis.call('ZRANGE', KEYS[1], i, i + step - 1)
-  for _, m in ipairs(members) do
-    if string.sub(m, 1, #prefix) == prefix then n = n + 1 end
-  end
-  if #members < step then return n end
-  i = i + step
-end
-"""
-"""How many members of a sorted set start with a prefix (a source filter's total), atomically."""
+_SUMMARY = (keys.EVENT_BODY, keys.EVENT_RECEIVED_AT)
+"""The event hash fields a letter's summary shows (with the target's status)."""
 
 
 class DeadLetterNotFound(LookupError):
@@ -167,7 +156,7 @@ class DeadLetters:
         self._commands: Any = redis  # see Store: redis-py's asyncio types need this
         self.pairs = pairs
         self.retention_ms = pairs.retention_ms
-        self._count_prefix = redis.register_script(_COUNT_PREFIX)
+        self._count_prefix = redis.register_script(load_lua(keys.Script.DEAD_LETTERS_COUNT_PREFIX))
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -183,7 +172,7 @@ class DeadLetters:
         """Dead letters newest first, optionally of one vendor and/or one source."""
         key = keys.dead_letters_of(vendor) if vendor else keys.DEAD_LETTERS
         await self._trim([key], now_ms)
-        prefix = f"{source}:".encode() if source else b""
+        prefix = keys.dead_letter_source_prefix(source).encode() if source else b""
         found: list[tuple[bytes, float]] = []
         if cursor is not None:
             # Letters with the cursor's own score come in reverse byte order, like Redis's.
@@ -220,7 +209,7 @@ class DeadLetters:
         async with self.redis.pipeline(transaction=False) as pipe:
             for member, _ in members:
                 source, event_id, target = self._parts(member)
-                pipe.hmget(keys.event(source, event_id), ["event", "received_at", f"t:{target}"])
+                pipe.hmget(keys.event(source, event_id), [*_SUMMARY, keys.status_field(target)])
             rows = await pipe.execute()
         items = []
         for (member, score), (event_json, received_at, status_json) in zip(
@@ -258,7 +247,8 @@ class DeadLetters:
         if score is None:
             raise DeadLetterNotFound(letter_id)
         event_json, received_at, status_json, history_json = await self._commands.hmget(
-            keys.event(source, event_id), ["event", "received_at", f"t:{target}", f"h:{target}"]
+            keys.event(source, event_id),
+            [*_SUMMARY, keys.status_field(target), keys.history_field(target)],
         )
         if event_json is None:
             raise DeadLetterExpired(letter_id)
@@ -290,7 +280,7 @@ class DeadLetters:
         dropped) or DeadLetterUnreadable (it stays) if it cannot be."""
         source, event_id, target = self._parts(letter_id)
         event_json, status_json = await self._commands.hmget(
-            keys.event(source, event_id), ["event", f"t:{target}"]
+            keys.event(source, event_id), [keys.EVENT_BODY, keys.status_field(target)]
         )
         if event_json is None:
             if await self._remove([letter_id]):

@@ -1,27 +1,46 @@
-"""Every Redis key usersync writes, in one place (arq's own keys live in arq.constants).
+"""usersync's whole Redis layout, in one place: every key, every hash field, every Lua script.
 
 A *pair* is one (vendor instance, canonical user): the unit of ordering, coalescing and the
 one-call-in-flight lease. `docs/delivery.md` describes how the pair keys work together.
+arq's own keys live in `arq.constants`.
+
+The Lua scripts (`core/lua/<name>.lua`, loaded by `core.scripts.load_lua`) spell no field or
+key part themselves: they write `${NAME}` for a string constant of this module (inside a Lua
+string: `'${PAIR_JOB}'`) and for a tuple of them (a Lua argument list, quoted). `LAYOUT`
+says which fields each hash may hold; tests/test_layout.py holds a real flow's Redis to it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
 PREFIX = "usersync:"
 DEAD_LETTERS = PREFIX + "dead"
-"""Sorted set of dead deliveries (member `source:event_id:target`, score = time of death)."""
+"""Sorted set of dead deliveries (member: a `dead_letter_id`, score = time of death, ms)."""
 JOB_SEQUENCE = PREFIX + "seq"
 """Counter that makes every pair job id unique, so arq never sees an id twice."""
+EVENT_PREFIX = PREFIX + "event:"
+"""`event(source, event_id)` is this + `event_ref(source, event_id)`: how the pair scripts
+reach an event from a ref in a pending set."""
+DEAD_LETTER_SEPARATOR = ":"
+"""Joins a source and an event id into an event ref, and a ref and a target into a
+dead-letter id: unambiguous, since sources and targets hold no `:`."""
+
+
+# -- keys ---------------------------------------------------------------------------------
 
 
 def event(source: str, event_id: str) -> str:
-    """Hash: the stored event, its acceptance answer, one `t:<target>` status and one
-    `h:<target>` attempt history per target."""
-    return f"{PREFIX}event:{source}:{event_id}"
+    """Hash: the stored event (`EVENT_*` fields): its acceptance answer, the event, when it was
+    received, and per target its status and attempt history."""
+    return EVENT_PREFIX + event_ref(source, event_id)
 
 
 def event_ref(source: str, event_id: str) -> str:
-    """How pair state refers to an event: `event(source, event_id)` is PREFIX + "event:" + ref."""
-    return f"{source}:{event_id}"
+    """How pair state (pending sets, dead letters) refers to an event."""
+    return f"{source}{DEAD_LETTER_SEPARATOR}{event_id}"
 
 
 def links(user_id: str) -> str:
@@ -30,26 +49,20 @@ def links(user_id: str) -> str:
 
 
 def link_setters(user_id: str) -> str:
-    """Hash: who set each identity link and when: `by:<vendor>` (a source's name, or `admin`)
-    and `at:<vendor>` (UTC ISO time). Kept apart from `links` so the worker's read of a link
-    stays one HGET; written together with it, always in the same script or transaction."""
+    """Hash: who set each identity link and when (`LINK_SET_BY_PREFIX`, `LINK_SET_AT_PREFIX`).
+    Kept apart from `links` so the worker's read of a link stays one HGET; written together
+    with it, always in the same script or transaction."""
     return f"{PREFIX}link-setters:{user_id}"
 
 
 def profile(user_id: str) -> str:
-    """Hash: newest name parts of the user, with `v:<part>` holding the order key that set it."""
+    """Hash: newest name parts of the user (`PROFILE_PARTS`), each with the order key that set
+    it (`PROFILE_ORDER_PREFIX`)."""
     return f"{PREFIX}profile:{user_id}"
 
 
-PROFILE_ORDER = "v:"
-"""The prefix of a profile field holding a name part's order key (`v:given_name`), as the
-ingest script (`core.store`) writes it; an ordering reset (`core.ordering`) clears
-these and keeps the parts."""
-
-
 def pair(target: str, user_id: str) -> str:
-    """Hash: the pair's scheduling state: `job` (its one scheduled arq job), `slot` (a rate-limit
-    slot it reserved), `isolate` (refs still to send one by one after a refused batch)."""
+    """Hash: the pair's scheduling state (`PAIR_JOB`, `PAIR_SLOT`, `PAIR_ISOLATE`)."""
     return f"{PREFIX}pair:{target}:{user_id}"
 
 
@@ -74,7 +87,8 @@ def pair_job_prefix(target: str, user_id: str) -> str:
 
 
 def vendor(name: str) -> str:
-    """Hash: a vendor instance's shared state: circuit breaker, adaptive rate, usage, counters."""
+    """Hash: a vendor instance's shared state (`VENDOR_*` fields): circuit breaker, adaptive
+    rate, call counters, usage the vendor reports."""
     return f"{PREFIX}vendor:{name}"
 
 
@@ -100,20 +114,218 @@ def source_rate(source: str) -> str:
     return f"{PREFIX}source-rate:{source}"
 
 
+def scim_user(source: str, resource_id: str) -> str:
+    """Hash: one SCIM User resource a source's identity provider provisioned
+    (`SCIM_RESOURCE`, `SCIM_VERSION`, `SCIM_NAME_KEY`); per source, so one source's users are invisible to
+    another's."""
+    return f"{PREFIX}scim:{source}:user:{resource_id}"
+
+
+def scim_users(source: str) -> str:
+    """Sorted set: the ids of a source's SCIM User resources, scored by creation time (ms):
+    the order lists and pages follow."""
+    return f"{PREFIX}scim:{source}:users"
+
+
+def scim_user_name(source: str, name_key: str) -> str:
+    """String: the id of the source's SCIM User resource whose `userName` has this comparison
+    form (NFC, lower case): uniqueness per source, and `filter=userName eq "..."`. One key a
+    name, so writes to different users never contend."""
+    return f"{PREFIX}scim:{source}:user-name:{name_key}"
+
+
 def dead_letters_of(vendor_name: str) -> str:
     """Sorted set: the dead letters of one vendor instance (same members as DEAD_LETTERS)."""
     return f"{DEAD_LETTERS}:{vendor_name}"
 
 
 def dead_letter_id(source: str, event_id: str, target: str) -> str:
-    """A dead letter's id in the API: unambiguous, since sources and targets hold no `:`."""
-    return f"{source}:{event_id}:{target}"
+    """A dead letter's id in the API and its member in the dead-letter sets."""
+    return event_ref(source, event_id) + DEAD_LETTER_SEPARATOR + target
+
+
+def dead_letter_source_prefix(source: str) -> str:
+    """What the ids of one source's dead letters start with."""
+    return source + DEAD_LETTER_SEPARATOR
 
 
 def parse_dead_letter_id(letter_id: str) -> tuple[str, str, str] | None:
     """(source, event_id, target) of a dead-letter id, or None if it is not one."""
-    source, _, rest = letter_id.partition(":")
-    event_id, _, target = rest.rpartition(":")
+    source, _, rest = letter_id.partition(DEAD_LETTER_SEPARATOR)
+    event_id, _, target = rest.rpartition(DEAD_LETTER_SEPARATOR)
     if not source or not event_id or not target:
         return None
     return source, event_id, target
+
+
+# -- hash fields --------------------------------------------------------------------------
+
+EVENT_ACCEPTED = "accepted"
+"""Event hash: the acceptance answer (JSON) given to the source: also the dedupe record, so
+a repeated event id is answered the same."""
+EVENT_BODY = "event"
+"""Event hash: the event as stored (JSON, secrets encrypted)."""
+EVENT_RECEIVED_AT = "received_at"
+"""Event hash: when the gateway received it (UTC ISO time)."""
+EVENT_STATUS_PREFIX = "t:"
+"""Event hash: + a target: that target's status (`core.status.TargetStatus` JSON)."""
+EVENT_HISTORY_PREFIX = "h:"
+"""Event hash: + a target: that target's attempt history (JSON list, the last 20)."""
+
+
+def status_field(target: str) -> str:
+    """The event hash field holding `target`'s status."""
+    return EVENT_STATUS_PREFIX + target
+
+
+def history_field(target: str) -> str:
+    """The event hash field holding `target`'s attempt history."""
+    return EVENT_HISTORY_PREFIX + target
+
+
+PAIR_JOB = "job"
+"""Pair hash: the id of the pair's one scheduled arq job (no field: no job)."""
+PAIR_SLOT = "slot"
+"""Pair hash: a rate-limit slot (ms, the vendor guard's clock) the pair reserved."""
+PAIR_ISOLATE = "isolate"
+"""Pair hash: how many refs are still to be sent one call each, after a refused batch."""
+
+PROFILE_PARTS = ("given_name", "family_name", "display_name")
+"""Profile hash: the name parts, named as the event's user fields they come from."""
+PROFILE_ORDER_PREFIX = "v:"
+"""Profile hash: + a name part: the order key of the event that set it. The ingest script
+writes it; an ordering reset (`core.ordering`) clears these and keeps the parts."""
+
+
+def profile_order_field(part: str) -> str:
+    """The profile field holding the order key that set the name part `part`."""
+    return PROFILE_ORDER_PREFIX + part
+
+
+LINK_SET_BY_PREFIX = "by:"
+"""Link-setters hash: + a vendor instance: who set that link (a source's name, or `admin`)."""
+LINK_SET_AT_PREFIX = "at:"
+"""Link-setters hash: + a vendor instance: when that link was set (UTC ISO time)."""
+
+
+def link_set_by_field(vendor_name: str) -> str:
+    """The link-setters field naming who set the link to `vendor_name`."""
+    return LINK_SET_BY_PREFIX + vendor_name
+
+
+def link_set_at_field(vendor_name: str) -> str:
+    """The link-setters field holding when the link to `vendor_name` was set."""
+    return LINK_SET_AT_PREFIX + vendor_name
+
+
+VENDOR_FAILURES = "failures"
+"""Vendor hash: consecutive failed calls (reset by a success or a refusal)."""
+VENDOR_OPEN_UNTIL = "open_until"
+"""Vendor hash: when the open circuit lets a probe through (ms); 0 or none: closed."""
+VENDOR_COOLDOWN = "cooldown"
+"""Vendor hash: the circuit's current cool-down (ms), doubled by each failed probe."""
+VENDOR_OPENED = "opened"
+"""Vendor hash: how many times the circuit opened."""
+VENDOR_PAUSED_UNTIL = "paused_until"
+"""Vendor hash: no call before this time (ms): a `Retry-After` the vendor sent with a 429."""
+VENDOR_TAT = "tat"
+"""Vendor hash: the rate limit's GCRA theoretical arrival time (ms)."""
+VENDOR_FACTOR = "factor"
+"""Vendor hash: the share of the configured rate after 429s (climbs back to 1)."""
+VENDOR_FACTOR_AT = "factor_at"
+"""Vendor hash: when `factor` was last halved (ms)."""
+VENDOR_THROTTLED = "throttled"
+"""Vendor hash: how many calls the vendor answered 429."""
+VENDOR_CALLS_PREFIX = "calls:"
+"""Vendor hash: + a call outcome (`core.vendor_guard.CallOutcome`): how many calls had it."""
+VENDOR_USAGE_PREFIX = "usage:"
+"""Vendor hash: + a counter name: the newest value the vendor reported (Plaspy's usage)."""
+SCIM_RESOURCE = "resource"
+"""SCIM user hash: the resource as usersync answers it, JSON, its password sealed
+(`core.secrets`)."""
+SCIM_VERSION = "version"
+"""SCIM user hash: the resource's version, an integer counting its changes: `meta.version`
+(the ETag, `W/"<n>"`) and the `user.version` of the events it becomes."""
+SCIM_NAME_KEY = "name_key"
+"""SCIM user hash: the comparison form of its `userName`, the `scim_user_name` key it holds."""
+
+
+# -- the layout as data -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The fields a hash may hold: these names, one of these prefixes + a name, or any name
+    when the names are data (`data`: vendor instances, field keys)."""
+
+    names: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+    data: bool = False
+
+    def allows(self, name: str) -> bool:
+        return self.data or name in self.names or name.startswith(self.prefixes)
+
+
+LAYOUT: Mapping[Callable[..., str], Fields | None] = {
+    event: Fields(
+        (EVENT_ACCEPTED, EVENT_BODY, EVENT_RECEIVED_AT),
+        (EVENT_STATUS_PREFIX, EVENT_HISTORY_PREFIX),
+    ),
+    links: Fields(data=True),
+    link_setters: Fields(prefixes=(LINK_SET_BY_PREFIX, LINK_SET_AT_PREFIX)),
+    profile: Fields(PROFILE_PARTS, (PROFILE_ORDER_PREFIX,)),
+    pair: Fields((PAIR_JOB, PAIR_SLOT, PAIR_ISOLATE)),
+    pending: None,
+    applied: Fields(data=True),
+    lease: None,
+    vendor: Fields(
+        (
+            VENDOR_FAILURES,
+            VENDOR_OPEN_UNTIL,
+            VENDOR_COOLDOWN,
+            VENDOR_OPENED,
+            VENDOR_PAUSED_UNTIL,
+            VENDOR_TAT,
+            VENDOR_FACTOR,
+            VENDOR_FACTOR_AT,
+            VENDOR_THROTTLED,
+        ),
+        (VENDOR_CALLS_PREFIX, VENDOR_USAGE_PREFIX),
+    ),
+    probe: None,
+    held: None,
+    signature: None,
+    source_rate: None,
+    dead_letters_of: None,
+    scim_user: Fields((SCIM_RESOURCE, SCIM_VERSION, SCIM_NAME_KEY)),
+    scim_users: None,
+    scim_user_name: None,
+}
+"""Every key builder, with the fields its key may hold if it is a hash (None: not a hash).
+With `CONSTANT_KEYS`, every key usersync writes."""
+CONSTANT_KEYS = (DEAD_LETTERS, JOB_SEQUENCE)
+"""The keys that take no argument."""
+
+
+# -- Lua scripts --------------------------------------------------------------------------
+
+
+class Script(StrEnum):
+    """The Lua scripts, one file each: `core/lua/<value>.lua`. A script may start with
+    `--!include <name>` lines: the named script's text is put there (shared functions)."""
+
+    PAIR_SCHEDULE = "pair_schedule"
+    """Shared: `schedule()`, giving a pair its next arq job (ingest, commit and replay)."""
+    INGEST = "ingest"
+    PAIR_BEGIN = "pair_begin"
+    PAIR_COMMIT = "pair_commit"
+    PAIR_REPLAY = "pair_replay"
+    VENDOR_FACTOR = "vendor_factor"
+    """Shared: Redis's clock and the rate factor, for permit and record."""
+    VENDOR_PERMIT = "vendor_permit"
+    VENDOR_RECORD = "vendor_record"
+    SOURCE_RATE_TAKE = "source_rate_take"
+    ORDERING_RESET = "ordering_reset"
+    DEAD_LETTERS_COUNT_PREFIX = "dead_letters_count_prefix"
+    CLAIM = "claim"
+    """The worker's claim of a poll's due arq jobs (arq's keys only)."""

@@ -4,7 +4,7 @@ Changes are applied in order key order (`user.version`, else `occurred_at`), and
 older than what a vendor acknowledged for a field is never sent (docs/delivery.md). So one
 event with a huge order key (a `user.version` of 2**53 from a buggy source, say) makes every
 later change of its fields `stale`, for good. The ordering state is the `applied` hash of
-each (vendor instance, user) pair and the order fields (`v:<part>`) of the user's name
+each (vendor instance, user) pair and the order fields (`keys.PROFILE_ORDER_PREFIX`) of the user's name
 profile; `reset` deletes them, so the next change of each field is sent whatever its order
 key.
 
@@ -23,36 +23,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from core import keys
-
-_RESET = """
--- KEYS: the user's profile, then for each vendor instance its pair's applied hash and lease.
--- ARGV: '1' to clear the profile's order fields, and their prefix.
-local pairs = (#KEYS - 1) / 2
-local busy, wait = {}, 0
-for i = 1, pairs do
-  local ttl = redis.call('PTTL', KEYS[2 * i + 1])
-  if ttl ~= -2 then
-    busy[#busy + 1] = i
-    wait = math.max(wait, ttl)
-  end
-end
-if #busy > 0 then return {'busy', busy, wait} end
-local cleared = {}
-for i = 1, pairs do
-  cleared[i] = redis.call('HLEN', KEYS[2 * i])
-  redis.call('DEL', KEYS[2 * i])
-end
-local profile = 0
-if ARGV[1] == '1' then
-  for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if string.sub(name, 1, #ARGV[2]) == ARGV[2] then
-      redis.call('HDEL', KEYS[1], name)
-      profile = profile + 1
-    end
-  end
-end
-return {'ok', cleared, profile}
-"""
+from core.scripts import load_lua
 
 
 @dataclass(frozen=True)
@@ -75,8 +46,8 @@ async def reset_ordering(
     key_list = [keys.profile(user_id)]
     for vendor in vendors:
         key_list += [keys.applied(vendor, user_id), keys.lease(vendor, user_id)]
-    script = redis.register_script(_RESET)
-    reply = await script(keys=key_list, args=["1" if profile else "0", keys.PROFILE_ORDER])
+    script = redis.register_script(load_lua(keys.Script.ORDERING_RESET))
+    reply = await script(keys=key_list, args=["1" if profile else "0"])
     if reply[0] == b"busy":
         busy = [vendors[int(index) - 1] for index in reply[1]]
         return OrderingReset(in_flight=busy, retry_after_ms=max(int(reply[2]), 0))

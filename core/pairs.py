@@ -20,127 +20,9 @@ from arq.constants import default_queue_name, job_key_prefix
 from redis.asyncio import Redis
 
 from core import keys
-from core.scripts import ScriptCall, reply_or_raise, run_together
+from core.scripts import ScriptCall, load_lua, reply_or_raise, run_together
 
 DELIVER_FUNCTION = "deliver"
-EVENT_KEY_PREFIX = keys.PREFIX + "event:"
-
-SCHEDULE_LUA = """
-local function schedule(pair_key, job_prefix, payload, at, ttl, queue, seq, job_key_prefix)
-  local n = redis.call('INCR', seq)
-  local id = job_prefix .. n
-  redis.call('SET', job_key_prefix .. id, payload, 'PX', ttl)
-  -- jobs of one millisecond are taken in score order, then by id, which sorts by vendor:
-  -- a fraction of a ms from the sequence keeps them in the order they were scheduled, so a
-  -- burst's jobs interleave its vendors instead of filling a poll with one vendor's
-  redis.call('ZADD', queue, at + (n % 1000) / 1000, id)
-  redis.call('HSET', pair_key, 'job', id)
-  return id
-end
-"""
-"""Lua shared by every script that may give a pair its next job: ingest, commit, replay.
-
-The job is written in arq's own format (see `job_payload`), with a key TTL that outlives the
-wait, so arq never drops it as expired. Its score carries a fraction of a millisecond from the
-job sequence (arq runs a job once its score is at most now, in whole ms: at most 1 ms later)."""
-
-_BEGIN = """
-if redis.call('HGET', KEYS[1], 'job') ~= ARGV[1] then return {'stale'} end
-if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
-  return {'busy', redis.call('PTTL', KEYS[2])}
-end
-local refs = redis.call('ZRANGE', KEYS[3], 0, tonumber(ARGV[4]) - 1, 'WITHSCORES')
-if #refs == 0 then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  return {'idle'}
-end
-local target = ARGV[5]
-local events = {}
-for i = 1, #refs, 2 do
-  events[#events + 1] = redis.call(
-    'HMGET', ARGV[6] .. refs[i], 'event', 'received_at', 't:' .. target, 'h:' .. target)
-end
-return {'ok', refs, events, redis.call('HGETALL', KEYS[4]), redis.call('HGET', KEYS[5], target),
-        redis.call('HMGET', KEYS[6], 'given_name', 'family_name', 'display_name'),
-        redis.call('HMGET', KEYS[1], 'slot', 'isolate')}
-"""
-
-_COMMIT = (
-    SCHEDULE_LUA
-    + """
-if redis.call('GET', KEYS[4]) ~= ARGV[1] then return 'lost' end
-local now, ttl, target = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[8]
-local i = 15
-local dead = false
-for u = 1, tonumber(ARGV[14]) do
-  local ref, status, history, remove, is_dead = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
-  i = i + 5
-  local event_key = ARGV[7] .. ref
-  if status ~= '' and redis.call('EXISTS', event_key) == 1 then
-    redis.call('HSET', event_key, 't:' .. target, status, 'h:' .. target, history)
-    if is_dead == '1' then
-      redis.call('ZADD', KEYS[7], now, ref .. ':' .. target)
-      redis.call('ZADD', KEYS[8], now, ref .. ':' .. target)
-      dead = true
-    end
-  end
-  if remove == '1' then redis.call('ZREM', KEYS[2], ref) end
-end
-if dead then
-  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - ttl)
-  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - ttl)
-end
-local n_applied = tonumber(ARGV[i]); i = i + 1
-for a = 1, n_applied do
-  local current = redis.call('HGET', KEYS[3], ARGV[i])
-  if not current or tonumber(ARGV[i+1]) > tonumber(current) then
-    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i+1])
-  end
-  i = i + 2
-end
-if n_applied > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
-if ARGV[11] == '-' then redis.call('HDEL', KEYS[1], 'slot')
-elseif ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'slot', ARGV[11]) end
-if ARGV[12] == '0' then redis.call('HDEL', KEYS[1], 'isolate')
-elseif ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'isolate', ARGV[12]) end
-local mode = ARGV[9]
-if mode == 'at' then
-  local at = tonumber(ARGV[10])
-  local id = schedule(KEYS[1], ARGV[4], ARGV[5], at, ttl + math.max(0, at - now), KEYS[5],
-                      KEYS[6], ARGV[6])
-  if ARGV[13] == '1' then
-    redis.call('ZADD', KEYS[9], at, id)
-    -- jobs long due have run (and re-listed themselves if still held): keep the set small
-    redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', now - 60000)
-  end
-elseif mode == 'next' then
-  if redis.call('ZCARD', KEYS[2]) > 0 then
-    schedule(KEYS[1], ARGV[4], ARGV[5], now, ttl, KEYS[5], KEYS[6], ARGV[6])
-  else
-    redis.call('DEL', KEYS[1])
-  end
-end
-redis.call('DEL', KEYS[4])
-return 'ok'
-"""
-)
-
-_REPLAY = (
-    SCHEDULE_LUA
-    + """
-if redis.call('ZREM', KEYS[4], ARGV[1]) == 0 then return 0 end
-redis.call('ZREM', KEYS[5], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-redis.call('HSET', KEYS[1], 't:' .. ARGV[3], ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[9])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
-if not redis.call('HGET', KEYS[2], 'job') then
-  schedule(KEYS[2], ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), KEYS[6], KEYS[7],
-           ARGV[10])
-end
-return 1
-"""
-)
 
 
 def job_payload(target: str, user_id: str, enqueue_ms: int) -> bytes:
@@ -251,9 +133,9 @@ class PairQueue:
         self.redis = redis
         self.retention_ms = retention_s * 1000
         self.queue_name = queue_name
-        self._begin = redis.register_script(_BEGIN)
-        self._commit = redis.register_script(_COMMIT)
-        self._replay = redis.register_script(_REPLAY)
+        self._begin = redis.register_script(load_lua(keys.Script.PAIR_BEGIN))
+        self._commit = redis.register_script(load_lua(keys.Script.PAIR_COMMIT))
+        self._replay = redis.register_script(load_lua(keys.Script.PAIR_REPLAY))
 
     async def begin(
         self, target: str, user_id: str, job_id: str, token: str, lease_ms: int, max_batch: int
@@ -268,7 +150,7 @@ class PairQueue:
                 keys.links(user_id),
                 keys.profile(user_id),
             ],
-            args=[job_id, token, lease_ms, max_batch, target, EVENT_KEY_PREFIX],
+            args=[job_id, token, lease_ms, max_batch, target, keys.EVENT_PREFIX],
         )
         verdict = cast(BeginVerdict, reply[0].decode())
         if verdict == "busy":
@@ -292,9 +174,7 @@ class PairQueue:
         }
         profile = {
             part: value.decode()
-            for part, value in zip(
-                ("given_name", "family_name", "display_name"), profile_raw, strict=True
-            )
+            for part, value in zip(keys.PROFILE_PARTS, profile_raw, strict=True)
             if value is not None
         }
         slot, isolate = pair_raw
@@ -338,7 +218,7 @@ class PairQueue:
             keys.pair_job_prefix(target, user_id),
             job_payload(target, user_id, now_ms),
             job_key_prefix,
-            EVENT_KEY_PREFIX,
+            keys.EVENT_PREFIX,
             target,
             commit.mode,
             commit.at_ms,

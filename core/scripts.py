@@ -1,4 +1,9 @@
-"""Several Lua script calls in one round trip.
+"""The Lua scripts: loaded from `core/lua/`, and several calls of them sent in one round trip.
+
+`load_lua` is the one place a script's text comes from: the file `core/lua/<name>.lua`, its
+`--!include <name>` lines replaced by the named file, and every `${NAME}` by the layout
+constant of `core.keys` of that name, so a script spells no key part or hash field itself
+(a tuple constant becomes a Lua argument list of quoted strings).
 
 redis-py runs a script registered on a pipeline only after a SCRIPT EXISTS round trip of its
 own, and one script call per round trip costs the Python client more than Redis takes to run
@@ -9,6 +14,10 @@ calls run in order but not as one transaction: each script is atomic on its own.
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
+import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +25,51 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
+
+from core import keys
+
+_INCLUDE = re.compile(r"^--!include (\w+)$", re.MULTILINE)
+_UNSAFE = re.compile(r"['$\\\n]")
+"""What a constant may not hold to be put inside a Lua string as it is."""
+
+
+@functools.cache
+def load_lua(name: keys.Script) -> str:
+    """The text of the script `name`, includes expanded and layout constants put in."""
+    return substitute(lua_source(name))
+
+
+def lua_source(name: keys.Script) -> str:
+    """The script `name` as written, its includes expanded, placeholders left in."""
+    text = importlib.resources.files("core").joinpath("lua", f"{name.value}.lua").read_text()
+    return _INCLUDE.sub(lambda match: lua_source(keys.Script(match[1])), text)
+
+
+def substitute(text: str) -> str:
+    """`text` with every `${NAME}` replaced by the layout constant `keys.NAME`; a name that
+    is no constant raises KeyError, so a typo never reaches Redis."""
+    return string.Template(text).substitute(lua_constants())
+
+
+@functools.cache
+def lua_constants() -> dict[str, str]:
+    """`core.keys`' string constants as they are, tuples of them as Lua argument lists; a
+    constant that could break out of the Lua string it is put in raises ValueError."""
+    constants: dict[str, str] = {}
+    for name, value in vars(keys).items():
+        if not name.isupper():
+            continue
+        if isinstance(value, str):
+            items = [value]
+            constants[name] = value
+        elif isinstance(value, tuple) and all(isinstance(item, str) for item in value):
+            items = list(value)
+            constants[name] = ", ".join(f"'{item}'" for item in value)
+        else:
+            continue
+        if any(_UNSAFE.search(item) for item in items):
+            raise ValueError(f"keys.{name} cannot be put in a Lua string")
+    return constants
 
 
 @dataclass(frozen=True)

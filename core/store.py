@@ -29,11 +29,12 @@ from redis.asyncio import Redis
 from config.settings import LinkMode
 from core import keys
 from core.links import Ingested, LinkChange, LinkConflict, LinkDetail
-from core.pairs import SCHEDULE_LUA, job_payload
-from core.scripts import ScriptCall, run_together
+from core.pairs import job_payload
+from core.scripts import ScriptCall, load_lua, run_together
 from core.status import TargetStatus
 
-NAME_PARTS = ("given_name", "family_name", "display_name")
+NAME_PARTS = keys.PROFILE_PARTS
+"""The name parts kept in the user's profile, for vendors with a single `name`."""
 
 MAX_WRITE_BATCH = 512
 """Most ingests sent in one pipeline: bounds a batch's reply size and the wait it adds to
@@ -42,75 +43,11 @@ WRITERS = 2
 """Pipelines in flight at once: while Redis runs one batch's scripts, the next is on its way,
 so neither the gateway nor Redis waits for the other (each its own connection)."""
 
-_Pending = tuple["IngestRecord", str, "asyncio.Future[Ingested]"]
+_BODY = keys.EVENT_BODY.encode()
+_RECEIVED_AT = keys.EVENT_RECEIVED_AT.encode()
+_STATUS = keys.EVENT_STATUS_PREFIX.encode()
 
-_INGEST = (
-    SCHEDULE_LUA
-    + """
-local existing = redis.call('HGET', KEYS[1], 'accepted')
-if existing then return existing end
--- ARGV: the acceptance answer, the event's JSON, then everything else as one JSON array
--- (one argument instead of dozens: packing each argument costs the client more than Redis
--- takes to decode them): received_at, ttl, now, ref, order, arq's job key prefix, targets
--- [[name, status, job prefix, job], ...], links [[vendor, id], ...], name parts
--- [[part, value, clear], ...], the source, its link mode. KEYS: event, links, profile,
--- queue, then pair and pending key of each target, then the job sequence, the link setters.
-local a = cjson.decode(ARGV[3])
-local received_at, ttl, now, ref, order, job_key_prefix = a[1], a[2], a[3], a[4], a[5], a[6]
-local targets, links, parts, source, link_mode = a[7], a[8], a[9], a[10], a[11]
--- Links are checked before anything is written: under link mode 'create', a link that holds
--- another id refuses the whole event ({'link_conflict', vendor, current id, ...}).
-local old = {}
-local conflicts = {'link_conflict'}
-for l = 1, #links do
-  old[l] = redis.call('HGET', KEYS[2], links[l][1])
-  if link_mode == 'create' and old[l] and old[l] ~= links[l][2] then
-    conflicts[#conflicts + 1] = links[l][1]
-    conflicts[#conflicts + 1] = old[l]
-  end
-end
-if #conflicts > 1 then return conflicts end
-redis.call('HSET', KEYS[1], 'accepted', ARGV[1], 'event', ARGV[2], 'received_at', received_at)
-local seq = KEYS[#targets * 2 + 5]
-for t = 1, #targets do
-  local target = targets[t]
-  local pair, pending = KEYS[5 + 2 * (t - 1)], KEYS[6 + 2 * (t - 1)]
-  redis.call('HSET', KEYS[1], 't:' .. target[1], target[2])
-  redis.call('ZADD', pending, order, ref)
-  if not redis.call('HGET', pair, 'job') then
-    schedule(pair, target[3], target[4], now, ttl, KEYS[4], seq, job_key_prefix)
-  end
-end
-redis.call('PEXPIRE', KEYS[1], ttl)
--- A link is written, with who set it and when, only when its id is new or different; the
--- reply names each changed one with its old id ({'changed', vendor, old id, ...}).
-local changed = {'changed'}
-local setters = KEYS[#targets * 2 + 6]
-for l = 1, #links do
-  local vendor, id = links[l][1], links[l][2]
-  if old[l] ~= id then
-    redis.call('HSET', KEYS[2], vendor, id)
-    redis.call('HSET', setters, 'by:' .. vendor, source, 'at:' .. vendor, received_at)
-    if old[l] then
-      changed[#changed + 1] = vendor
-      changed[#changed + 1] = old[l]
-    end
-  end
-end
-local order_value = tonumber(order)
-for p = 1, #parts do
-  local field, value, clear = parts[p][1], parts[p][2], parts[p][3]
-  local current = redis.call('HGET', KEYS[3], 'v:' .. field)
-  if not current or order_value >= tonumber(current) then
-    if clear then redis.call('HDEL', KEYS[3], field)
-    else redis.call('HSET', KEYS[3], field, value) end
-    redis.call('HSET', KEYS[3], 'v:' .. field, order)
-  end
-end
-if #changed > 1 then return changed end
-return false
-"""
-)
+_Pending = tuple["IngestRecord", str, "asyncio.Future[Ingested]"]
 
 
 @dataclass(frozen=True)
@@ -143,7 +80,7 @@ class Store:
         self._commands: Any = redis
         self.retention_ms = retention_s * 1000
         self.queue_name = queue_name
-        self._ingest = redis.register_script(_INGEST)
+        self._ingest = redis.register_script(load_lua(keys.Script.INGEST))
         self._waiting: deque[list[_Pending]] = deque()
         self._writers: set[asyncio.Task[None]] = set()
 
@@ -294,18 +231,18 @@ class Store:
     async def event_status(self, source: str, event_id: str) -> dict[str, Any] | None:
         """The status answer of SPEC §2, or None if no such event is stored."""
         raw = await self._commands.hgetall(keys.event(source, event_id))
-        if not raw or b"event" not in raw:
+        if not raw or _BODY not in raw:
             return None
         targets = {
-            name.decode()[2:]: TargetStatus.from_json(value).model_dump()
+            name.removeprefix(_STATUS).decode(): TargetStatus.from_json(value).model_dump()
             for name, value in raw.items()
-            if name.startswith(b"t:")
+            if name.startswith(_STATUS)
         }
         return {
             "event_id": event_id,
             "source": source,
-            "user_id": _user_id(raw[b"event"]),
-            "received_at": raw[b"received_at"].decode(),
+            "user_id": _user_id(raw[_BODY]),
+            "received_at": raw[_RECEIVED_AT].decode(),
             "targets": dict(sorted(targets.items())),
         }
 
@@ -322,8 +259,8 @@ class Store:
         return {
             vendor.decode(): LinkDetail(
                 vendor_id.decode(),
-                _text(setters.get(b"by:" + vendor)),
-                _text(setters.get(b"at:" + vendor)),
+                _text(setters.get(keys.link_set_by_field(vendor.decode()).encode())),
+                _text(setters.get(keys.link_set_at_field(vendor.decode()).encode())),
             )
             for vendor, vendor_id in sorted(raw.items())
         }
@@ -337,7 +274,10 @@ class Store:
             pipe.hset(keys.links(user_id), vendor, vendor_id)
             pipe.hset(
                 keys.link_setters(user_id),
-                mapping={f"by:{vendor}": set_by, f"at:{vendor}": set_at},
+                mapping={
+                    keys.link_set_by_field(vendor): set_by,
+                    keys.link_set_at_field(vendor): set_at,
+                },
             )
             old, *_ = await pipe.execute()
         return _text(old)

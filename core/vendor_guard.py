@@ -1,7 +1,8 @@
 """Per vendor instance, shared by every worker process: circuit breaker and adaptive rate limit.
 
-Both live in one Redis hash per instance (`keys.vendor`), changed only by the two scripts
-below, so every worker sees one breaker and one rate:
+Both live in one Redis hash per instance (`keys.vendor`, its fields `keys.VENDOR_*`), changed
+only by the two scripts `core/lua/vendor_permit.lua` and `vendor_record.lua`, so every worker
+sees one breaker and one rate:
 
 - `permit` is asked before a call. The breaker first: an open circuit holds calls off until
   its cool-down ends, then lets exactly one *probe* call through (a token with expiry). Then a
@@ -29,101 +30,10 @@ from redis.asyncio import Redis
 
 from config.settings import VendorSettings
 from core import keys
-from core.scripts import ScriptCall, reply_or_raise, run_together
+from core.scripts import ScriptCall, load_lua, reply_or_raise, run_together
 
 MIN_RATE_FACTOR = 0.05
 """A 429 storm never slows an instance below this share of its configured rate."""
-
-_FACTOR = """
-local function clock_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function current_factor(factor, factor_at, now, recovery)
-  if not factor then return 1 end
-  factor, factor_at = tonumber(factor), tonumber(factor_at)
-  return math.min(1, factor + (1 - factor) * math.max(0, now - factor_at) / recovery)
-end
-"""
-
-_PERMIT = (
-    _FACTOR
-    + """
-local now = tonumber(ARGV[1]) or clock_ms()
-local v = redis.call('HMGET', KEYS[1], 'open_until', 'paused_until', 'tat', 'factor', 'factor_at')
-local probing = false
-local open_until = tonumber(v[1] or '0')
-if open_until > 0 then
-  if now < open_until then return {'open', math.ceil(open_until - now)} end
-  if not redis.call('SET', KEYS[2], ARGV[7], 'NX', 'PX', ARGV[5]) then
-    return {'open', math.max(200, redis.call('PTTL', KEYS[2]))}
-  end
-  probing = true
-end
-local verdict = 'go'
-if probing then verdict = 'probe' end
-local paused = tonumber(v[2] or '0')
-if paused > now then
-  if probing then redis.call('DEL', KEYS[2]) end
-  return {'paused', math.ceil(paused - now)}
-end
-if ARGV[4] ~= '' and tonumber(ARGV[4]) <= now + 5 then return {verdict, 0} end
-local factor = current_factor(v[4], v[5], now, tonumber(ARGV[6]))
-local interval = 1000 / (tonumber(ARGV[2]) * factor)
-local tat = math.max(tonumber(v[3] or '0'), now)
-local slot = math.max(now, tat - (tonumber(ARGV[3]) - 1) * interval)
-redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', tat + interval))
-if slot > now then
-  if probing then redis.call('DEL', KEYS[2]) end
-  return {'rate', math.ceil(slot - now), string.format('%d', math.ceil(slot))}
-end
-return {verdict, 0}
-"""
-)
-
-_RECORD = (
-    _FACTOR
-    + """
-local now, outcome = tonumber(ARGV[1]) or clock_ms(), ARGV[2]
-local probe_mine = redis.call('GET', KEYS[2]) == ARGV[8]
-if probe_mine then redis.call('DEL', KEYS[2]) end
-if outcome == 'success' or outcome == 'refused' then
-  if tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0') > 0 then
-    -- the circuit closes: pairs held off by it run now, not at the end of their wait
-    for _, job in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-      redis.call('ZADD', KEYS[4], 'XX', now, job)
-    end
-    redis.call('DEL', KEYS[3])
-  end
-  redis.call('HSET', KEYS[1], 'failures', 0, 'open_until', 0, 'cooldown', 0)
-elseif outcome == 'failure' then
-  local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-  local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
-  if probe_mine or (open_until == 0 and failures >= tonumber(ARGV[3])) then
-    local cooldown = tonumber(redis.call('HGET', KEYS[1], 'cooldown') or '0')
-    if cooldown == 0 then cooldown = tonumber(ARGV[4])
-    elseif probe_mine then cooldown = math.min(cooldown * 2, tonumber(ARGV[5])) end
-    redis.call('HSET', KEYS[1], 'open_until', now + cooldown, 'cooldown', cooldown)
-    redis.call('HINCRBY', KEYS[1], 'opened', 1)
-  end
-elseif outcome == 'throttled' then
-  local v = redis.call('HMGET', KEYS[1], 'factor', 'factor_at')
-  local factor = current_factor(v[1], v[2], now, tonumber(ARGV[7]))
-  factor = math.max(tonumber(ARGV[9]), factor / 2)
-  redis.call('HSET', KEYS[1], 'factor', string.format('%.4f', factor), 'factor_at', now)
-  redis.call('HINCRBY', KEYS[1], 'throttled', 1)
-  if ARGV[6] ~= '' then
-    local until_ms = now + tonumber(ARGV[6])
-    if until_ms > tonumber(redis.call('HGET', KEYS[1], 'paused_until') or '0') then
-      redis.call('HSET', KEYS[1], 'paused_until', until_ms)
-    end
-  end
-end
-redis.call('HINCRBY', KEYS[1], 'calls:' .. outcome, 1)
-for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[1], 'usage:' .. ARGV[i], ARGV[i + 1]) end
-return 1
-"""
-)
 
 Verdict = Literal["go", "probe", "open", "paused", "rate"]
 CallOutcome = Literal["success", "refused", "failure", "throttled"]
@@ -151,8 +61,8 @@ class VendorGuard:
         self.redis = redis
         self.queue_name = queue_name
         self._commands: Any = redis
-        self._permit = redis.register_script(_PERMIT)
-        self._record = redis.register_script(_RECORD)
+        self._permit = redis.register_script(load_lua(keys.Script.VENDOR_PERMIT))
+        self._record = redis.register_script(load_lua(keys.Script.VENDOR_RECORD))
 
     async def permit(
         self,
@@ -229,9 +139,9 @@ class VendorGuard:
         """What operators see of an instance (`GET /v1/vendors`, `usersync vendors`)."""
         raw = await self._commands.hgetall(keys.vendor(name))
         fields = {key.decode(): value.decode() for key, value in raw.items()}
-        open_until = int(float(fields.get("open_until", 0)))
+        open_until = int(float(fields.get(keys.VENDOR_OPEN_UNTIL, 0)))
         factor = _current_factor(fields, now_ms, settings.rate_limit.recovery_s * 1000)
-        paused_until = int(float(fields.get("paused_until", 0)))
+        paused_until = int(float(fields.get(keys.VENDOR_PAUSED_UNTIL, 0)))
         if open_until == 0:
             circuit = "closed"
         elif now_ms < open_until:
@@ -242,33 +152,34 @@ class VendorGuard:
             "kind": settings.kind,
             "circuit": {
                 "state": circuit,
-                "consecutive_failures": int(fields.get("failures", 0)),
+                "consecutive_failures": int(fields.get(keys.VENDOR_FAILURES, 0)),
                 "open_for_s": round(max(0, open_until - now_ms) / 1000, 3),
-                "times_opened": int(fields.get("opened", 0)),
+                "times_opened": int(fields.get(keys.VENDOR_OPENED, 0)),
             },
             "rate": {
                 "configured_per_second": settings.rate_limit.per_second,
                 "burst": settings.rate_limit.burst,
                 "effective_per_second": round(settings.rate_limit.per_second * factor, 3),
                 "paused_for_s": round(max(0, paused_until - now_ms) / 1000, 3),
-                "times_throttled": int(fields.get("throttled", 0)),
+                "times_throttled": int(fields.get(keys.VENDOR_THROTTLED, 0)),
             },
             "calls": {
-                key.removeprefix("calls:"): int(value)
+                key.removeprefix(keys.VENDOR_CALLS_PREFIX): int(value)
                 for key, value in sorted(fields.items())
-                if key.startswith("calls:")
+                if key.startswith(keys.VENDOR_CALLS_PREFIX)
             },
             "usage": {
-                key.removeprefix("usage:"): int(value)
+                key.removeprefix(keys.VENDOR_USAGE_PREFIX): int(value)
                 for key, value in sorted(fields.items())
-                if key.startswith("usage:")
+                if key.startswith(keys.VENDOR_USAGE_PREFIX)
             },
         }
 
 
 def _current_factor(fields: Mapping[str, str], now_ms: int, recovery_ms: float) -> float:
     """The rate factor as `permit` computes it (Python twin of the Lua `current_factor`)."""
-    if "factor" not in fields:
+    if keys.VENDOR_FACTOR not in fields:
         return 1.0
-    factor, factor_at = float(fields["factor"]), float(fields["factor_at"])
+    factor = float(fields[keys.VENDOR_FACTOR])
+    factor_at = float(fields[keys.VENDOR_FACTOR_AT])
     return min(1.0, factor + (1 - factor) * max(0.0, now_ms - factor_at) / recovery_ms)

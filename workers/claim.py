@@ -21,24 +21,8 @@ from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 
-_CLAIM = """
-local now, ttl, prefix, free = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
-local claimed = {}
-for i = 5, #ARGV do
-  if #claimed >= 2 * free then break end
-  local id = ARGV[i]
-  local key = prefix .. id
-  if redis.call('EXISTS', key) == 0 then
-    local score = redis.call('ZSCORE', KEYS[1], id)
-    if score and tonumber(score) <= now then
-      redis.call('PSETEX', key, ttl, '1')
-      claimed[#claimed + 1] = id
-      claimed[#claimed + 1] = score
-    end
-  end
-end
-return claimed
-"""
+from core import keys
+from core.scripts import load_lua
 
 
 class ClaimingWorker(Worker):
@@ -55,7 +39,7 @@ class ClaimingWorker(Worker):
         if free <= 0 or not job_ids:
             return
         if self._claim_script is None:
-            self._claim_script = self.pool.register_script(_CLAIM)
+            self._claim_script = self.pool.register_script(load_lua(keys.Script.CLAIM))
         ttl_ms = int(self.in_progress_timeout_s * 1000)
         claimed = await self._claim_script(
             keys=[self.queue_name],

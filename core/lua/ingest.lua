@@ -1,0 +1,67 @@
+--!include pair_schedule
+-- One accepted event, all or nothing (core.store.Store): the dedupe check, the event, each
+-- target's status and place in its pair's pending set, the pairs' jobs, links, name parts.
+local existing = redis.call('HGET', KEYS[1], '${EVENT_ACCEPTED}')
+if existing then return existing end
+-- ARGV: the acceptance answer, the event's JSON, then everything else as one JSON array
+-- (one argument instead of dozens: packing each argument costs the client more than Redis
+-- takes to decode them): received_at, ttl, now, ref, order, arq's job key prefix, targets
+-- [[name, status, job prefix, job], ...], links [[vendor, id], ...], name parts
+-- [[part, value, clear], ...], the source, its link mode. KEYS: event, links, profile,
+-- queue, then pair and pending key of each target, then the job sequence, the link setters.
+local a = cjson.decode(ARGV[3])
+local received_at, ttl, now, ref, order, job_key_prefix = a[1], a[2], a[3], a[4], a[5], a[6]
+local targets, links, parts, source, link_mode = a[7], a[8], a[9], a[10], a[11]
+-- Links are checked before anything is written: under link mode 'create', a link that holds
+-- another id refuses the whole event ({'link_conflict', vendor, current id, ...}).
+local old = {}
+local conflicts = {'link_conflict'}
+for l = 1, #links do
+  old[l] = redis.call('HGET', KEYS[2], links[l][1])
+  if link_mode == 'create' and old[l] and old[l] ~= links[l][2] then
+    conflicts[#conflicts + 1] = links[l][1]
+    conflicts[#conflicts + 1] = old[l]
+  end
+end
+if #conflicts > 1 then return conflicts end
+redis.call('HSET', KEYS[1], '${EVENT_ACCEPTED}', ARGV[1], '${EVENT_BODY}', ARGV[2],
+           '${EVENT_RECEIVED_AT}', received_at)
+local seq = KEYS[#targets * 2 + 5]
+for t = 1, #targets do
+  local target = targets[t]
+  local pair, pending = KEYS[5 + 2 * (t - 1)], KEYS[6 + 2 * (t - 1)]
+  redis.call('HSET', KEYS[1], '${EVENT_STATUS_PREFIX}' .. target[1], target[2])
+  redis.call('ZADD', pending, order, ref)
+  if not redis.call('HGET', pair, '${PAIR_JOB}') then
+    schedule(pair, target[3], target[4], now, ttl, KEYS[4], seq, job_key_prefix)
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+-- A link is written, with who set it and when, only when its id is new or different; the
+-- reply names each changed one with its old id ({'changed', vendor, old id, ...}).
+local changed = {'changed'}
+local setters = KEYS[#targets * 2 + 6]
+for l = 1, #links do
+  local vendor, id = links[l][1], links[l][2]
+  if old[l] ~= id then
+    redis.call('HSET', KEYS[2], vendor, id)
+    redis.call('HSET', setters, '${LINK_SET_BY_PREFIX}' .. vendor, source,
+               '${LINK_SET_AT_PREFIX}' .. vendor, received_at)
+    if old[l] then
+      changed[#changed + 1] = vendor
+      changed[#changed + 1] = old[l]
+    end
+  end
+end
+local order_value = tonumber(order)
+for p = 1, #parts do
+  local field, value, clear = parts[p][1], parts[p][2], parts[p][3]
+  local current = redis.call('HGET', KEYS[3], '${PROFILE_ORDER_PREFIX}' .. field)
+  if not current or order_value >= tonumber(current) then
+    if clear then redis.call('HDEL', KEYS[3], field)
+    else redis.call('HSET', KEYS[3], field, value) end
+    redis.call('HSET', KEYS[3], '${PROFILE_ORDER_PREFIX}' .. field, order)
+  end
+end
+if #changed > 1 then return changed end
+return false

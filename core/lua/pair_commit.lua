@@ -1,0 +1,63 @@
+--!include pair_schedule
+-- A pair job's run ends: everything it writes, fenced by its lease token, and the pair's next
+-- job (core.pairs.PairQueue.commit).
+-- KEYS: pair, pending, applied, lease, arq queue, job sequence, dead letters, the target's
+-- dead letters, the target's held jobs.
+-- ARGV: token, now, ttl, job prefix, job payload, arq job key prefix, event key prefix,
+-- target, mode, at, slot, isolate, held, n updates, then 5 per update, then n applied, then 2
+-- per applied field.
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return 'lost' end
+local now, ttl, target = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[8]
+local i = 15
+local dead = false
+for u = 1, tonumber(ARGV[14]) do
+  local ref, status, history, remove, is_dead = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
+  i = i + 5
+  local event_key = ARGV[7] .. ref
+  if status ~= '' and redis.call('EXISTS', event_key) == 1 then
+    redis.call('HSET', event_key, '${EVENT_STATUS_PREFIX}' .. target, status,
+               '${EVENT_HISTORY_PREFIX}' .. target, history)
+    if is_dead == '1' then
+      redis.call('ZADD', KEYS[7], now, ref .. '${DEAD_LETTER_SEPARATOR}' .. target)
+      redis.call('ZADD', KEYS[8], now, ref .. '${DEAD_LETTER_SEPARATOR}' .. target)
+      dead = true
+    end
+  end
+  if remove == '1' then redis.call('ZREM', KEYS[2], ref) end
+end
+if dead then
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - ttl)
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - ttl)
+end
+local n_applied = tonumber(ARGV[i]); i = i + 1
+for a = 1, n_applied do
+  local current = redis.call('HGET', KEYS[3], ARGV[i])
+  if not current or tonumber(ARGV[i+1]) > tonumber(current) then
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i+1])
+  end
+  i = i + 2
+end
+if n_applied > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+if ARGV[11] == '-' then redis.call('HDEL', KEYS[1], '${PAIR_SLOT}')
+elseif ARGV[11] ~= '' then redis.call('HSET', KEYS[1], '${PAIR_SLOT}', ARGV[11]) end
+if ARGV[12] == '0' then redis.call('HDEL', KEYS[1], '${PAIR_ISOLATE}')
+elseif ARGV[12] ~= '' then redis.call('HSET', KEYS[1], '${PAIR_ISOLATE}', ARGV[12]) end
+local mode = ARGV[9]
+if mode == 'at' then
+  local at = tonumber(ARGV[10])
+  local id = schedule(KEYS[1], ARGV[4], ARGV[5], at, ttl + math.max(0, at - now), KEYS[5],
+                      KEYS[6], ARGV[6])
+  if ARGV[13] == '1' then
+    redis.call('ZADD', KEYS[9], at, id)
+    -- jobs long due have run (and re-listed themselves if still held): keep the set small
+    redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', now - 60000)
+  end
+elseif mode == 'next' then
+  if redis.call('ZCARD', KEYS[2]) > 0 then
+    schedule(KEYS[1], ARGV[4], ARGV[5], now, ttl, KEYS[5], KEYS[6], ARGV[6])
+  else
+    redis.call('DEL', KEYS[1])
+  end
+end
+redis.call('DEL', KEYS[4])
+return 'ok'

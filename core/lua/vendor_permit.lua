@@ -1,0 +1,35 @@
+--!include vendor_factor
+-- May the vendor instance be called now? Breaker, then pause, then rate
+-- (core.vendor_guard.VendorGuard.permit).
+-- KEYS: vendor, probe. ARGV: now ('' for Redis's clock), per second, burst, reserved slot,
+-- probe ms, recovery ms, token.
+local now = tonumber(ARGV[1]) or clock_ms()
+local v = redis.call('HMGET', KEYS[1], '${VENDOR_OPEN_UNTIL}', '${VENDOR_PAUSED_UNTIL}',
+                     '${VENDOR_TAT}', '${VENDOR_FACTOR}', '${VENDOR_FACTOR_AT}')
+local probing = false
+local open_until = tonumber(v[1] or '0')
+if open_until > 0 then
+  if now < open_until then return {'open', math.ceil(open_until - now)} end
+  if not redis.call('SET', KEYS[2], ARGV[7], 'NX', 'PX', ARGV[5]) then
+    return {'open', math.max(200, redis.call('PTTL', KEYS[2]))}
+  end
+  probing = true
+end
+local verdict = 'go'
+if probing then verdict = 'probe' end
+local paused = tonumber(v[2] or '0')
+if paused > now then
+  if probing then redis.call('DEL', KEYS[2]) end
+  return {'paused', math.ceil(paused - now)}
+end
+if ARGV[4] ~= '' and tonumber(ARGV[4]) <= now + 5 then return {verdict, 0} end
+local factor = current_factor(v[4], v[5], now, tonumber(ARGV[6]))
+local interval = 1000 / (tonumber(ARGV[2]) * factor)
+local tat = math.max(tonumber(v[3] or '0'), now)
+local slot = math.max(now, tat - (tonumber(ARGV[3]) - 1) * interval)
+redis.call('HSET', KEYS[1], '${VENDOR_TAT}', string.format('%.3f', tat + interval))
+if slot > now then
+  if probing then redis.call('DEL', KEYS[2]) end
+  return {'rate', math.ceil(slot - now), string.format('%d', math.ceil(slot))}
+end
+return {verdict, 0}
