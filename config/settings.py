@@ -375,8 +375,21 @@ class SecretsSettings(_Strict):
     )
 
 
+LogFormat = Literal["auto", "json", "console"]
+"""`logging.format`: `auto` is `console` when stdout is a terminal, else `json`."""
+
+
 class LoggingSettings(_Strict):
-    level: str = Field(default="info", pattern=r"^(debug|info|warning|error)$")
+    level: str = Field(
+        default="info",
+        pattern=r"^(debug|info|warning|error)$",
+        description="lowest level written; SIGHUP applies a new one",
+    )
+    format: LogFormat = Field(
+        default="auto",
+        description="json: one JSON object a line (for machines); console: aligned, coloured "
+        "text (for people); auto: console when stdout is a terminal, else json",
+    )
 
 
 class Settings(_Strict):

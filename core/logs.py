@@ -1,4 +1,5 @@
-"""structlog set-up: JSON lines on stdout, context from contextvars, secrets redacted.
+"""structlog set-up: JSON lines on stdout (or text for people, `logging.format`), context
+from contextvars, secrets redacted, the level changeable while running (`set_log_level`).
 
 Configured once per entry point (CLI command). Redaction is a processor so no call site can
 forget it, and it runs last, on everything a line carries (nested values, the formatted
@@ -207,38 +208,98 @@ class LineHandler(logging.Handler):
             self.handleError(record)
 
 
+_LEVELS = logging.getLevelNamesMapping()
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+_threshold = [logging.INFO]
+"""The configured level, held here so a reload (SIGHUP) changes it for every logger at once:
+structlog caches each logger on first use, so a level baked into the logger class would stay."""
+
+
+def _level_gate(_: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """The first processor: a line below the configured level goes no further."""
+    if _METHOD_LEVELS.get(method_name, logging.INFO) < _threshold[0]:
+        raise structlog.DropEvent
+    return event_dict
+
+
+def set_log_level(level: str) -> None:
+    """Change the level of every line from now on, the standard library's included."""
+    numeric = _LEVELS[level.upper()]
+    _threshold[0] = numeric
+    for handler in logging.getLogger().handlers:
+        for found in handler.filters:
+            if isinstance(found, ClientFaults):
+                found.level = numeric
+
+
+def _encode(_: Any, __: str, line: str) -> bytes:
+    return line.encode()
+
+
+def _console_renderer(colors: bool) -> list[Any]:
+    """People's lines: structlog's ConsoleRenderer after the same redaction as JSON lines."""
+    return [
+        redact_secrets,
+        structlog.dev.ConsoleRenderer(colors=colors, sort_keys=False, pad_event_to=24),
+    ]
+
+
+def _is_terminal(output: BinaryIO) -> bool:
+    isatty = getattr(output, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def use_console(fmt: str, output: BinaryIO) -> bool:
+    """Whether `logging.format` (`auto`, `json`, `console`) means text for people here."""
+    return _is_terminal(output) if fmt == "auto" else fmt == "console"
+
+
 def configure_logging(
-    level: str = "info", stream: BinaryIO | None = None, *, cache: bool = True
+    level: str = "info",
+    stream: BinaryIO | None = None,
+    *,
+    cache: bool = True,
+    fmt: str = "auto",
 ) -> None:
-    """JSON logs to stdout (or `stream`), the standard library's records included (libraries
-    below WARNING stay silent; arq's per-job lines too). `cache=False` lets a later call
-    configure again (tests)."""
-    numeric = logging.getLevelNamesMapping()[level.upper()]
+    """Logs to stdout (or `stream`), the standard library's records included (libraries
+    below WARNING stay silent; arq's per-job lines too): JSON lines, or console text when
+    `fmt` says so (`use_console`). `cache=False` lets a later call configure again (tests)."""
     output = stream or sys.stdout.buffer
+    console, colors = use_console(fmt, output), _is_terminal(output)
     shared: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    render: list[Any] = [*_console_renderer(colors), _encode] if console else [render_json]
     structlog.configure(
         processors=[
+            _level_gate,
             structlog.contextvars.merge_contextvars,
             *shared,
             structlog.processors.format_exc_info,
-            render_json,  # redacts: last, so it sees the formatted exception too
+            *render,  # redacts: last, so it sees the formatted exception too
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=structlog.BytesLoggerFactory(output),
         cache_logger_on_first_use=cache,
     )
     handler = LineHandler(output)
-    handler.addFilter(ClientFaults(numeric))
+    handler.addFilter(ClientFaults(logging.INFO))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, _record_fields],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
-                _render_text,
+                *(_console_renderer(colors) if console else [_render_text]),
             ],
         )
     )
@@ -246,6 +307,7 @@ def configure_logging(
     for old in [h for h in root.handlers if isinstance(h, LineHandler)]:
         root.removeHandler(old)
     root.addHandler(handler)
+    set_log_level(level)
     root.setLevel(logging.WARNING)
     logging.captureWarnings(True)  # a Python warning is a line like any other
     logging.getLogger("arq").setLevel(logging.WARNING)
