@@ -228,6 +228,23 @@ class Store:
         args = [orjson.dumps(record.acceptance), record.event_json, orjson.dumps(rest)]
         return key_list, args
 
+    def ingest_in_transaction(self, pipe: Any, record: IngestRecord, received_at: str) -> None:
+        """Queue the ingest of `record` on `pipe`, a MULTI/EXEC pipeline of the caller's that
+        writes state of its own in the same transaction (the SCIM resource store: a resource
+        and the event it becomes land together or not at all). Sent as EVAL, not EVALSHA, so
+        a Redis that lost its script cache cannot run the caller's writes without it; read
+        the reply with `ingest_reply`."""
+        key_list, args = self._ingest_call(
+            record, received_at, int(time.time() * 1000), TargetStatus.pending().to_json()
+        )
+        pipe.eval(self._ingest.script, len(key_list), *key_list, *args)
+
+    @staticmethod
+    def ingest_reply(record: IngestRecord, reply: Any) -> Ingested:
+        """The answer of an ingest run by `ingest_in_transaction`, as `ingest` gives it
+        (LinkConflict raised)."""
+        return Store._ingested(record, reply)
+
     async def event_status(self, source: str, event_id: str) -> dict[str, Any] | None:
         """The status answer of SPEC §2, or None if no such event is stored."""
         raw = await self._commands.hgetall(keys.event(source, event_id))

@@ -60,8 +60,19 @@ def _closed_keys(schema: Any) -> None:
             _closed_keys(value)
 
 
+def _plain_keys(schema: Any) -> Any:
+    """The schema with every key a plain `str`: scim2-models names its extension properties by
+    a `str` subclass (its URN type), which JSON encoders and validators refuse as a key."""
+    if isinstance(schema, dict):
+        return {str(key): _plain_keys(value) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [_plain_keys(value) for value in schema]
+    return schema
+
+
 def component_schemas(routes: Iterable[Route]) -> tuple[dict[Key, Any], dict[str, Any]]:
     """(model and side -> its `$ref`, the schemas by name) for the routes' models."""
     refs, top = models_json_schema(models_of(routes), ref_template=REF)
+    top = _plain_keys(top)
     _closed_keys(top)
     return dict(refs), top.get("$defs", {})
