@@ -306,7 +306,7 @@ async def test_metrics_and_vendors_show_an_open_circuit_and_waiting_jobs(
 
 async def test_metrics_escape_odd_vendor_usage_names(gateway: Gateway, redis: Redis) -> None:
     """A counter name a vendor reports is a label value: quoted and escaped, still parseable."""
-    await redis.hset(keys.vendor("plaspy"), 'usage:we"ird\\name', 7)
+    await redis.hset(keys.vendor("plaspy"), keys.VENDOR_USAGE_PREFIX + 'we"ird\\name', 7)
     samples = await scrape(gateway)
     assert (
         samples[("usersync_vendor_api_usage", (("counter", 'we"ird\\name'), ("vendor", "plaspy")))]

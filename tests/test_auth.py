@@ -103,7 +103,7 @@ def error_code(answer: Any) -> str:
 
 
 async def stored_events(redis: Redis) -> list[bytes]:
-    return sorted(await redis.keys("usersync:event:*"))
+    return sorted(await redis.keys(keys.event("*", "*")))
 
 
 @pytest.fixture
@@ -422,7 +422,7 @@ async def test_oversize_signed_body_is_413_while_streaming(signing: Gateway, red
     ) as response:
         assert response.status == 413
         assert error_code(await response.json()) == "body_too_large"
-    assert await redis.keys("usersync:sig:*") == []  # no signature was spent
+    assert await redis.keys(keys.signature("*", "*")) == []  # no signature was spent
 
 
 async def test_signed_post_to_a_target_the_source_may_not_use_is_403(

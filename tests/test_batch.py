@@ -102,12 +102,12 @@ async def test_one_pair_twice_in_a_batch_shares_one_job(gateway: Gateway, redis:
     other = event("p-3", targets=["fleet-eu"], user={"id": "emp-43", "version": 1})
     status, answer = await post_batch(gateway, [later, earlier, other])
     assert status == 200 and answer["accepted"] == 3, answer
-    assert await redis.zrange("usersync:pending:fleet-eu:emp-42", 0, -1, withscores=True) == [
+    assert await redis.zrange(keys.pending("fleet-eu", "emp-42"), 0, -1, withscores=True) == [
         (b"hris:p-1", 1.0),
         (b"hris:p-2", 2.0),
     ]
     assert await queued_jobs(redis) == 2
-    assert await redis.hget("usersync:pair:fleet-eu:emp-42", "job") is not None
+    assert await redis.hget(keys.pair("fleet-eu", "emp-42"), keys.PAIR_JOB) is not None
 
 
 async def test_repeated_event_id_in_a_batch_is_a_duplicate_of_the_first(
@@ -123,7 +123,7 @@ async def test_repeated_event_id_in_a_batch_is_a_duplicate_of_the_first(
     assert [r["status"] for r in results] == [202, 200]
     assert results[1]["body"] == {**results[0]["body"], "duplicate": True}
     assert results[1]["body"]["targets"] == ["fleet-eu"]
-    stored = orjson.loads(await redis.hget("usersync:event:hris:d-1", "event"))
+    stored = orjson.loads(await redis.hget(keys.event("hris", "d-1"), keys.EVENT_BODY))
     assert stored["changes"]["email"] == "first@example.com"
     assert (answer["accepted"], answer["duplicates"], answer["refused"]) == (1, 1, 0)
     assert await queued_jobs(redis) == 1
@@ -134,7 +134,7 @@ async def test_refused_events_store_nothing(gateway: Gateway, redis: Redis) -> N
     status, answer = await post_batch(gateway, [event("r-1", targets=["nowhere"]), {}])
     assert status == 200
     assert (answer["accepted"], answer["duplicates"], answer["refused"]) == (0, 0, 2)
-    assert await redis.keys("usersync:event:*") == []
+    assert await redis.keys(keys.event("*", "*")) == []
     assert await queued_jobs(redis) == 0
 
 
@@ -220,7 +220,7 @@ async def test_a_batch_may_exceed_the_single_event_limit(gateway: Gateway, redis
     assert len(orjson.dumps({"events": events})) > 4 * 4096
     status, answer = await post_batch(gateway, events)
     assert status == 200 and answer["accepted"] == 100, answer
-    assert await redis.zcard("usersync:pending:fleet-eu:emp-42") == 100
+    assert await redis.zcard(keys.pending("fleet-eu", "emp-42")) == 100
 
 
 async def test_a_batch_over_its_limit_is_cut_off_while_streaming(
@@ -318,7 +318,7 @@ async def test_concurrent_ingests_share_one_pipeline(
         orjson.loads(answer)["event_id"] == item.event_id
         for item, (_, answer) in zip(records, answers, strict=True)
     )
-    stored = [key async for key in redis.scan_iter(match="usersync:event:hris:conc-*")]
+    stored = [key async for key in redis.scan_iter(match=keys.event("hris", "conc-*"))]
     assert len(stored) == 100
 
 
@@ -402,7 +402,7 @@ async def test_a_batch_costs_its_number_of_events(
             assert response.status == 429
             assert int(response.headers["Retry-After"]) >= 1
             assert (await response.json())["error"]["code"] == "rate_limited"
-        assert await redis.exists("usersync:event:hris:rl-3") == 0
+        assert await redis.exists(keys.event("hris", "rl-3")) == 0
         assert (await gateway.post(event("rl-9")))[0] == 202  # one more post still fits
 
 
@@ -460,7 +460,7 @@ async def test_ingest_writes_links_profile_and_every_targets_pending_entry(
     for target in ("fleet-eu", "mileapp"):
         pending = await redis.zrange(keys.pending(target, "emp-1"), 0, -1, withscores=True)
         assert pending == [(b"hris:p-3", 3.0), (b"hris:p-5", 5.0), (b"hris:p-7", 7.0)]
-        job = await redis.hget(keys.pair(target, "emp-1"), "job")
+        job = await redis.hget(keys.pair(target, "emp-1"), keys.PAIR_JOB)
         assert job is not None and await redis.zscore("arq:queue", job) is not None
     status = await store.event_status("hris", "p-7")
     assert status is not None and set(status["targets"]) == {"fleet-eu", "mileapp"}

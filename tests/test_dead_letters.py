@@ -98,7 +98,7 @@ async def test_weak_password_letter_is_listed_and_shown_with_every_secret_masked
     states = await post_final(gateway, body)
     assert states["partoo"]["status"] == "dead"
     assert await sandbox.requests("partoo") == []
-    stored = await redis.hget(keys.event("hris", "evt-pw"), "event")
+    stored = await redis.hget(keys.event("hris", "evt-pw"), keys.EVENT_BODY)
     assert not any(secret.encode() in stored for secret in SECRETS.values())  # encrypted
     assert stored.count(b'"enc:v1:') == len(SECRETS)  # what is masked
 
@@ -249,7 +249,9 @@ async def test_replay_once_the_vendor_answers_again_delivers_and_keeps_the_histo
         200,
     )
     assert [c["status"] for c in await sandbox.requests("partoo")] == [400, 200]
-    history = orjson.loads(await redis.hget(keys.event("hris", "evt-400"), "h:partoo"))
+    history = orjson.loads(
+        await redis.hget(keys.event("hris", "evt-400"), keys.history_field("partoo"))
+    )
     assert [(h["http_status"], h["outcome"]) for h in history] == [
         (400, "dead"),
         (200, "delivered"),

@@ -147,7 +147,9 @@ async def test_a_400_is_dead_at_once_with_partoo_message_in_the_dead_letter(
     assert "business_ids: unknown b9" in partoo["last_error"]
     assert final["targets"]["fleet-eu"]["status"] == "delivered"
     assert len(await sandbox.requests("partoo")) == 1
-    history = orjson.loads(await redis.hget(keys.event("hris", "evt-1"), "h:partoo"))
+    history = orjson.loads(
+        await redis.hget(keys.event("hris", "evt-1"), keys.history_field("partoo"))
+    )
     assert [(h["attempt"], h["http_status"], h["outcome"]) for h in history] == [(1, 400, "dead")]
     assert "business_ids: unknown b9" in history[0]["error"]
     assert await redis.zrange(keys.DEAD_LETTERS, 0, -1) == [b"hris:evt-1:partoo"]

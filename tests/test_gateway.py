@@ -12,6 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
+from core import keys
 from tests.conftest import (
     ADMIN_TOKEN,
     HRIS_TOKEN,
@@ -63,7 +64,7 @@ async def test_event_ids_are_unique_per_source(gateway: Gateway, redis: Redis) -
     assert (await gateway.post(event(targets=["fleet-eu"])))[0] == 202
     idp_event = event(targets=["fleet-eu"], source="idp")
     assert (await gateway.post(idp_event, token=IDP_TOKEN))[0] == 202
-    assert await redis.zrange("usersync:pending:fleet-eu:emp-42", 0, -1) == [
+    assert await redis.zrange(keys.pending("fleet-eu", "emp-42"), 0, -1) == [
         b"hris:evt-1",
         b"idp:evt-1",
     ]

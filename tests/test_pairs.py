@@ -36,7 +36,7 @@ async def ingest(redis: Redis, *orders: int) -> None:
 
 
 async def pair_job(redis: Redis) -> str:
-    job = await redis.hget(keys.pair("fleet-eu", "emp-42"), "job")
+    job = await redis.hget(keys.pair("fleet-eu", "emp-42"), keys.PAIR_JOB)
     assert job is not None
     return bytes(job).decode()
 
@@ -83,7 +83,7 @@ async def test_a_commit_with_a_lost_lease_writes_nothing(redis: Redis) -> None:
         "fleet-eu", "emp-42", "old", 0, Commit("next", updates=[update], applied={"email": 1})
     )
     assert ok is False
-    status = await redis.hget(keys.event("hris", "evt-0"), "t:fleet-eu")
+    status = await redis.hget(keys.event("hris", "evt-0"), keys.status_field("fleet-eu"))
     assert TargetStatus.from_json(status).status == "pending"
     assert await redis.zcard(keys.pending("fleet-eu", "emp-42")) == 1
     assert not await redis.exists(keys.applied("fleet-eu", "emp-42"))

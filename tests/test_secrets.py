@@ -111,7 +111,7 @@ async def test_a_password_is_on_the_wire_only(
     answers.append(answer)
     pending = await redis_dump(redis)
     assert PASSWORD.encode() not in pending
-    stored = await redis.hget(keys.event("hris", "evt-secret"), "event")
+    stored = await redis.hget(keys.event("hris", "evt-secret"), keys.EVENT_BODY)
     assert orjson.loads(stored)["changes"]["password"].startswith(PREFIX)
     assert b"arq:job:" in pending  # the jobs were part of what was searched
 
@@ -195,7 +195,9 @@ async def test_vendor_field_passwords_are_encrypted_at_rest_and_delivered(
     )
     status, answer = await gateway.post(body)
     assert status == 202, answer
-    stored = orjson.loads(await redis.hget(keys.event("hris", "evt-vendor-fields"), "event"))
+    stored = orjson.loads(
+        await redis.hget(keys.event("hris", "evt-vendor-fields"), keys.EVENT_BODY)
+    )
     fields = stored["vendor_fields"]
     assert fields["fleet-eu"]["password"].startswith(PREFIX)
     assert fields["partoo"]["password"].startswith(PREFIX)
@@ -386,10 +388,10 @@ async def test_batch_ingest_encrypts_and_refuses_each_event_on_its_own(
     assert status == 200, answer
     assert [result["status"] for result in answer["results"]] == [202, 422]
     assert answer["results"][1]["body"]["error"]["details"][0]["path"] == "changes.password"
-    stored = orjson.loads(await redis.hget(keys.event("hris", "evt-batch-1"), "event"))
+    stored = orjson.loads(await redis.hget(keys.event("hris", "evt-batch-1"), keys.EVENT_BODY))
     assert stored["changes"]["password"].startswith(PREFIX)
     assert PASSWORD.encode() not in await redis_dump(redis)
-    assert await redis.hget(keys.event("hris", "evt-batch-2"), "event") is None
+    assert await redis.hget(keys.event("hris", "evt-batch-2"), keys.EVENT_BODY) is None
 
 
 @pytest.mark.parametrize("corrupt", [b"{not json", b'{"event_id": 5}', b'{"enc:v1:x": ['])
@@ -406,7 +408,7 @@ async def test_a_corrupt_stored_event_is_dead_without_a_call(
     async with running_gateway(settings) as url:
         gateway = Gateway(url, http)
         assert (await gateway.post(event("evt-corrupt", targets=["fleet-eu"])))[0] == 202
-        await redis.hset(keys.event("hris", "evt-corrupt"), "event", corrupt)
+        await redis.hset(keys.event("hris", "evt-corrupt"), keys.EVENT_BODY, corrupt)
         async with running_worker(settings):
             final = await gateway.wait_final("evt-corrupt")
     fleet = final["targets"]["fleet-eu"]

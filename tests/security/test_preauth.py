@@ -18,6 +18,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from config.settings import Settings
+from core import keys
 from core.signing import SIGNATURE_HEADER, SOURCE_HEADER, TIMESTAMP_HEADER
 from tests.conftest import (
     ADMIN_TOKEN,
@@ -83,7 +84,7 @@ async def test_refused_from_the_headers_before_the_body_is_sent(
     async with running_gateway(settings) as url:
         answer = await answer_to(url, "POST", path, json_head(400_000, **headers))
     assert (answer.status, answer.code) == (status, code)
-    assert await redis.keys("usersync:event:*") == []
+    assert await redis.keys(keys.event("*", "*")) == []
 
 
 async def test_declared_body_over_the_limit_is_413_before_it_is_sent(settings: Settings) -> None:

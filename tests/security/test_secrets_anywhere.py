@@ -101,7 +101,7 @@ async def test_a_stored_secret_is_encrypted_and_its_dead_letter_masked(
     body = event("evt-sec", targets=[target], user={"id": "emp-sec"}, **fields)
     states = await post_final(gateway, body)
     assert states[target]["status"] == "dead", states  # no_link: the user has no vendor id
-    stored = await redis.hget(keys.event("hris", "evt-sec"), "event")
+    stored = await redis.hget(keys.event("hris", "evt-sec"), keys.EVENT_BODY)
     assert stored is not None and secret.encode() not in stored
     assert stored.count(PREFIX.encode()) == 1
     status, shown = await admin(gateway, "GET", f"/v1/dead-letters/hris:evt-sec:{target}")
@@ -146,9 +146,9 @@ async def test_a_dead_letter_stored_before_masks_an_op_without_op(
     secret = a_secret()
     [letter] = await no_link(gateway, "evt-old", "emp-old", ["plaspy"])
     key = keys.event("hris", "evt-old")
-    stored = orjson.loads(await redis.hget(key, "event"))
+    stored = orjson.loads(await redis.hget(key, keys.EVENT_BODY))
     stored["vendor_fields"] = {"plaspy": [{"path": "/Password", "value": secret}]}
-    await redis.hset(key, "event", orjson.dumps(stored))
+    await redis.hset(key, keys.EVENT_BODY, orjson.dumps(stored))
     status, shown = await admin(gateway, "GET", f"/v1/dead-letters/{letter}")
     assert status == 200, shown
     assert shown["event"]["vendor_fields"]["plaspy"] == [{"path": "/Password", "value": "***"}]

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
 from config.settings import DEFAULT_SOURCE_RATE, SourceSettings
+from core import keys
 from tests.conftest import HRIS_TOKEN, IDP_TOKEN, event, make_settings, running_gateway, wait_until
 from usersync.redis_server import EmbeddedRedis
 
@@ -135,7 +136,7 @@ async def test_redis_refusing_a_write_for_memory_is_storage_full(
         status, headers, body = await post(event("oom"))
         assert (status, body["error"]["code"]) == (503, "storage_full"), body
         assert "Retry-After" in headers
-        assert await client.keys("usersync:event*") == []
+        assert await client.keys(keys.event("*", "*")) == []
         await client.delete(*[f"filler:{n}" for n in range(stored)])
         assert (await post(event("oom")))[0] == 202
 
