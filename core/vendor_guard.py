@@ -25,12 +25,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import structlog
 from arq.constants import default_queue_name
 from redis.asyncio import Redis
 
 from config.settings import VendorSettings
 from core import keys
 from core.scripts import ScriptCall, load_lua, reply_or_raise, run_together
+
+log = structlog.get_logger("usersync.vendors")
 
 MIN_RATE_FACTOR = 0.05
 """A 429 storm never slows an instance below this share of its configured rate."""
@@ -86,8 +89,16 @@ class VendorGuard:
                 token,
             ],
         )
-        slot = int(reply[2]) if len(reply) > 2 else None
-        return Permit(reply[0].decode(), int(reply[1]), slot)
+        verdict = reply[0].decode()
+        if verdict == "probe":  # the circuit goes half-open: this call is its probe
+            log.info(
+                "circuit_half_open",
+                vendor=name,
+                failures=int(reply[3]),
+                cooldown_s=int(reply[4]) / 1000,
+            )
+        slot = int(reply[2]) if len(reply) > 2 and reply[2] else None
+        return Permit(verdict, int(reply[1]), slot)
 
     async def record(
         self,
@@ -133,6 +144,7 @@ class VendorGuard:
             self._record,
             [keys.vendor(name), keys.probe(name), keys.held(name), self.queue_name],
             args,
+            on_reply=lambda reply: log_transition(name, reply),
         )
 
     async def state(self, name: str, settings: VendorSettings, now_ms: int) -> dict[str, Any]:
@@ -174,6 +186,25 @@ class VendorGuard:
                 if key.startswith(keys.VENDOR_USAGE_PREFIX)
             },
         }
+
+
+def log_transition(name: str, reply: Any) -> None:
+    """Log what the record script says of the circuit: opened (with the consecutive failures
+    and the cool-down it holds calls off for; `probe_failed` when a half-open probe failed)
+    or closed (with the failures and cool-down it had)."""
+    transition = reply[0].decode() if isinstance(reply, list) and reply else "none"
+    if transition == "circuit_opened":
+        log.warning(
+            "circuit_opened",
+            vendor=name,
+            failures=int(reply[1]),
+            cooldown_s=int(reply[2]) / 1000,
+            probe_failed=bool(int(reply[3])),
+        )
+    elif transition == "circuit_closed":
+        log.info(
+            "circuit_closed", vendor=name, failures=int(reply[1]), cooldown_s=int(reply[2]) / 1000
+        )
 
 
 def _current_factor(fields: Mapping[str, str], now_ms: int, recovery_ms: float) -> float:

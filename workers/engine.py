@@ -16,7 +16,6 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import aiohttp
 import orjson
@@ -27,7 +26,7 @@ from config.settings import Settings, VendorSettings
 from core.pairs import CLEAR_SLOT, Commit, PairQueue
 from core.secrets import SecretUndecryptable, secret_box
 from core.status import TargetStatus, utc_now_iso
-from core.vendor_guard import CallOutcome, VendorGuard, Verdict
+from core.vendor_guard import CallOutcome, Permit, VendorGuard
 from workers import coalesce, planning
 from workers.backoff import retry_delay
 from workers.errors import (
@@ -41,6 +40,8 @@ from workers.runs import (
     Run,
     RunAgain,
     attempt_record,
+    log_call,
+    log_unsent,
     ms_since,
     now_ms,
     parsed_event,
@@ -123,7 +124,7 @@ class DeliveryEngine:
         candidates = self._read(run)
         if adapter is None or vendor is None:
             for candidate in candidates:
-                self._log_unsent(candidate, "dead", "vendor_not_configured")
+                log_unsent(candidate, "dead", "vendor_not_configured")
                 run.settle(candidate, "dead", "vendor_not_configured")
             return Commit("next")
         selected = select_carried(candidates, run.batch.isolate_left)
@@ -143,13 +144,14 @@ class DeliveryEngine:
         bulkhead = self.bulkheads[run.target]
         if bulkhead.locked():
             wait_s = BULKHEAD_WAIT_S[0] + self.random() * (BULKHEAD_WAIT_S[1] - BULKHEAD_WAIT_S[0])
-            return Commit("at", at_ms=now_ms() + int(wait_s * 1000))
+            run.wait(included, "in_flight", at_ms := now_ms() + int(wait_s * 1000))
+            return Commit("at", at_ms=at_ms)
         async with bulkhead:
             permit = await self.guard.permit(
                 run.target, vendor, None, run.token, run.batch.reserved_slot_ms
             )
             if not permit.allowed:
-                return self._deferred(run, permit.verdict, permit.wait_ms, permit.slot_ms)
+                return self._deferred(run, included, permit)
             commit = await self._call(run, adapter, vendor, included, translation.request)
         if run.batch.reserved_slot_ms is not None:  # the call used it
             commit.reserved_slot_ms = CLEAR_SLOT
@@ -213,7 +215,7 @@ class DeliveryEngine:
                 candidate.values.values, candidate.pending.order, run.batch.applied
             )
             if candidate.values.values and not candidate.fresh and not candidate.values.opaque:
-                self._log_unsent(candidate, "skipped", "stale")
+                log_unsent(candidate, "skipped", "stale")
                 run.settle(candidate, "skipped", "stale")
                 continue
             try:
@@ -236,7 +238,7 @@ class DeliveryEngine:
                     reason=omission.reason,
                 )
             if candidate.translation.request is None:
-                self._log_unsent(candidate, "skipped", "nothing_to_send")
+                log_unsent(candidate, "skipped", "nothing_to_send")
                 run.settle(candidate, "skipped", "nothing_to_send")
                 continue
             included.append(candidate)
@@ -250,13 +252,16 @@ class DeliveryEngine:
             adapter, run.user_id, run.vendor_user_id or "", merged, None, run.batch.profile
         )
 
-    def _deferred(self, run: Run, verdict: Verdict, wait_ms: int, slot_ms: int | None) -> Commit:
-        """The guard said not now: the pair's job runs again later; no attempt is counted. A
-        reserved rate slot is kept as the guard gave it (its clock is Redis's)."""
+    def _deferred(self, run: Run, included: list[Candidate], permit: Permit) -> Commit:
+        """The guard said not now: the pair's job runs again later; no attempt is counted,
+        the carried events' statuses say what they wait for. A reserved rate slot is kept as
+        the guard gave it (its clock is Redis's)."""
+        verdict, wait_ms, slot_ms = permit.verdict, permit.wait_ms, permit.slot_ms
         spread = 0 if verdict == "rate" else int(self.random() * min(1000, wait_ms / 10 + 50))
         at_ms = now_ms() + wait_ms + spread
         log.info("delivery_deferred", reason=verdict, wait_ms=wait_ms + spread, outcome="deferred")
         reserved = slot_ms if verdict == "rate" else None
+        run.wait(included, "circuit_open" if verdict == "open" else "rate_limit", at_ms)
         return Commit("at", at_ms=at_ms, reserved_slot_ms=reserved, held=verdict == "open")
 
     async def _call(
@@ -286,9 +291,9 @@ class DeliveryEngine:
             )
             attempt = attempt_record(included, exc.http_status or http_status, ms_since(started))
             if len(included) > 1:
-                self._log_call(included, attempt, "isolate", exc.describe())
+                log_call(included, attempt, "isolate", exc.describe())
                 return Commit("next", isolate_left=len(included))
-            self._log_call(included, attempt, "dead", exc.describe())
+            log_call(included, attempt, "dead", exc.describe())
             run.settle(included[0], "dead", exc.describe(), attempt=attempt)
             return Commit("next")
         run.guard_record = self.guard.record_call(
@@ -296,7 +301,7 @@ class DeliveryEngine:
         )
         attempt = attempt_record(included, http_status, ms_since(started))
         usage = {"vendor_usage": dict(result.usage)} if result.usage else {}
-        self._log_call(included, attempt, "delivered", None, **usage)
+        log_call(included, attempt, "delivered", None, **usage)
         for candidate in included:
             run.settle(candidate, "delivered", None, attempt=attempt, coalesced=len(included))
         _, orders = coalesce.merge((c.pending.order, c.fresh) for c in included)
@@ -334,57 +339,22 @@ class DeliveryEngine:
                     attempt=attempt,
                     remove=False,
                     next_attempt_at=_iso(next_at),
+                    waiting_for="retry_backoff",
                 )
                 retrying = True
                 continue
             run.settle(candidate, "dead", f"{exc.describe()} ({why})", attempt=attempt)
         outcome = "retry" if retrying else "dead"
-        self._log_call(included, attempt, outcome, exc.describe(), retry_in_s=round(delay, 3))
+        extra = {"retry_in_s": round(delay, 3)} if retrying else {}  # a dead call retries never
+        log_call(included, attempt, outcome, exc.describe(), **extra)
         if retrying:
             return Commit("at", at_ms=int(next_at.timestamp() * 1000))
         return Commit("next")
 
     def _refuse(self, run: Run, candidate: Candidate, exc: PermanentDeliveryError) -> None:
         """A refusal decided before any call: dead with 0 attempts, never sent."""
-        self._log_unsent(candidate, "dead", exc.describe())
+        log_unsent(candidate, "dead", exc.describe())
         run.settle(candidate, "dead", exc.describe())
-
-    def _log_unsent(self, candidate: Candidate, outcome: str, reason: str) -> None:
-        emit = log.warning if outcome == "dead" else log.info
-        emit(
-            "delivery_attempt",
-            event_id=candidate.event_id,
-            attempt=candidate.status.attempts,
-            http_status=None,
-            duration_ms=0.0,
-            outcome=outcome,
-            error=reason,
-        )
-
-    def _log_call(
-        self,
-        included: list[Candidate],
-        attempt: dict[str, Any],
-        outcome: str,
-        error: str | None,
-        **extra: Any,
-    ) -> None:
-        """The one log line per vendor call: `event_id` is the newest change it carried,
-        `event_ids` all of them."""
-        emit = log.warning if outcome == "dead" else log.info
-        if error is not None:
-            extra["error"] = error
-        emit(
-            "delivery_attempt",
-            event_id=included[-1].event_id,
-            event_ids=[c.event_id for c in included],
-            coalesced=len(included),
-            attempt=attempt["attempt"],
-            http_status=attempt["http_status"],
-            duration_ms=attempt["duration_ms"],
-            outcome=outcome,
-            **extra,
-        )
 
 
 def _iso(value: dt.datetime) -> str:

@@ -6,19 +6,23 @@ the pair's commit in one round trip (`core.pairs`).
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import structlog
 
 from core.event import Event
 from core.pairs import EventUpdate, PairBatch, PendingRef
 from core.scripts import ScriptCall
 from core.secrets import SecretBox
-from core.status import DeliveryState, TargetStatus, utc_now_iso
+from core.status import DeliveryState, TargetStatus, WaitReason, utc_now_iso
 from workers import coalesce
 from workers.vendors.base import Translation
+
+log = structlog.get_logger("usersync.worker")
 
 HISTORY_KEPT = 20
 """Attempt records kept per (event, target) for dead letters: the most recent ones."""
@@ -87,6 +91,7 @@ class Run:
         remove: bool = True,
         next_attempt_at: str | None = None,
         coalesced: int | None = None,
+        waiting_for: WaitReason | None = None,
     ) -> None:
         """Record an event's new status; `attempt` is the record of a call that carried it,
         `remove` takes it out of the pair's pending set, `coalesced` counts the call's events."""
@@ -103,6 +108,7 @@ class Run:
             next_attempt_at=next_attempt_at,
             coalesced=coalesced,
             replayed_at=previous.replayed_at,
+            waiting_for=waiting_for,
         )
         self.updates.append(
             EventUpdate(
@@ -113,6 +119,23 @@ class Run:
                 dead=state == "dead",
             )
         )
+
+    def wait(self, carried: list[Candidate], reason: WaitReason, at_ms: int) -> None:
+        """Say what the events a call would have carried wait for, and when they are tried
+        again (`at_ms`): the call was not made, so no attempt is counted and each event's
+        state and last error stay."""
+        at = dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+        changes = {
+            "waiting_for": reason,
+            "next_attempt_at": at.replace("+00:00", "Z"),
+            "updated_at": utc_now_iso(),
+        }
+        for candidate in carried:
+            status = candidate.status.model_copy(update=changes)
+            history = orjson.dumps(candidate.history)
+            self.updates.append(
+                EventUpdate(candidate.pending.ref, status.to_json(), history, remove=False)
+            )
 
 
 def attempt_record(
@@ -157,3 +180,42 @@ def select_carried(candidates: list[Candidate], isolate_left: int) -> list[Candi
             break
         selected.append(candidate)
     return selected
+
+
+def log_unsent(candidate: Candidate, outcome: str, reason: str) -> None:
+    """The line of an event settled without a call (stale, nothing to send, refused)."""
+    emit = log.warning if outcome == "dead" else log.info
+    emit(
+        "delivery_attempt",
+        event_id=candidate.event_id,
+        attempt=candidate.status.attempts,
+        http_status=None,
+        duration_ms=0.0,
+        outcome=outcome,
+        error=reason,
+    )
+
+
+def log_call(
+    included: list[Candidate],
+    attempt: dict[str, Any],
+    outcome: str,
+    error: str | None,
+    **extra: Any,
+) -> None:
+    """The one log line per vendor call: `event_id` is the newest change it carried,
+    `event_ids` all of them."""
+    emit = log.warning if outcome == "dead" else log.info
+    if error is not None:
+        extra["error"] = error
+    emit(
+        "delivery_attempt",
+        event_id=included[-1].event_id,
+        event_ids=[c.event_id for c in included],
+        coalesced=len(included),
+        attempt=attempt["attempt"],
+        http_status=attempt["http_status"],
+        duration_ms=attempt["duration_ms"],
+        outcome=outcome,
+        **extra,
+    )

@@ -5,7 +5,8 @@
 -- probe ms, recovery ms, token.
 local now = tonumber(ARGV[1]) or clock_ms()
 local v = redis.call('HMGET', KEYS[1], '${VENDOR_OPEN_UNTIL}', '${VENDOR_PAUSED_UNTIL}',
-                     '${VENDOR_TAT}', '${VENDOR_FACTOR}', '${VENDOR_FACTOR_AT}')
+                     '${VENDOR_TAT}', '${VENDOR_FACTOR}', '${VENDOR_FACTOR_AT}',
+                     '${VENDOR_FAILURES}', '${VENDOR_COOLDOWN}')
 local probing = false
 local open_until = tonumber(v[1] or '0')
 if open_until > 0 then
@@ -15,14 +16,17 @@ if open_until > 0 then
   end
   probing = true
 end
-local verdict = 'go'
-if probing then verdict = 'probe' end
+-- a probe is the circuit going half-open: the caller logs it, with the breaker's state
+local function granted()
+  if probing then return {'probe', 0, '', v[6] or '0', v[7] or '0'} end
+  return {'go', 0}
+end
 local paused = tonumber(v[2] or '0')
 if paused > now then
   if probing then redis.call('DEL', KEYS[2]) end
   return {'paused', math.ceil(paused - now)}
 end
-if ARGV[4] ~= '' and tonumber(ARGV[4]) <= now + 5 then return {verdict, 0} end
+if ARGV[4] ~= '' and tonumber(ARGV[4]) <= now + 5 then return granted() end
 local factor = current_factor(v[4], v[5], now, tonumber(ARGV[6]))
 local interval = 1000 / (tonumber(ARGV[2]) * factor)
 local tat = math.max(tonumber(v[3] or '0'), now)
@@ -32,4 +36,4 @@ if slot > now then
   if probing then redis.call('DEL', KEYS[2]) end
   return {'rate', math.ceil(slot - now), string.format('%d', math.ceil(slot))}
 end
-return {verdict, 0}
+return granted()

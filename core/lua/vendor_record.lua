@@ -6,6 +6,10 @@
 local now, outcome = tonumber(ARGV[1]) or clock_ms(), ARGV[2]
 local probe_mine = redis.call('GET', KEYS[2]) == ARGV[8]
 if probe_mine then redis.call('DEL', KEYS[2]) end
+-- the reply says whether the circuit changed (the caller logs it): {'circuit_closed', failures
+-- before, cool-down ms}, {'circuit_opened', failures, cool-down ms, 1 if a probe failed}, or
+-- {'none'}
+local transition = {'none'}
 if outcome == 'success' or outcome == 'refused' then
   if tonumber(redis.call('HGET', KEYS[1], '${VENDOR_OPEN_UNTIL}') or '0') > 0 then
     -- the circuit closes: pairs held off by it run now, not at the end of their wait
@@ -13,6 +17,8 @@ if outcome == 'success' or outcome == 'refused' then
       redis.call('ZADD', KEYS[4], 'XX', now, job)
     end
     redis.call('DEL', KEYS[3])
+    local was = redis.call('HMGET', KEYS[1], '${VENDOR_FAILURES}', '${VENDOR_COOLDOWN}')
+    transition = {'circuit_closed', tonumber(was[1] or '0'), tonumber(was[2] or '0')}
   end
   redis.call('HSET', KEYS[1], '${VENDOR_FAILURES}', 0, '${VENDOR_OPEN_UNTIL}', 0,
              '${VENDOR_COOLDOWN}', 0)
@@ -26,6 +32,7 @@ elseif outcome == 'failure' then
     redis.call('HSET', KEYS[1], '${VENDOR_OPEN_UNTIL}', now + cooldown,
                '${VENDOR_COOLDOWN}', cooldown)
     redis.call('HINCRBY', KEYS[1], '${VENDOR_OPENED}', 1)
+    transition = {'circuit_opened', failures, cooldown, probe_mine and 1 or 0}
   end
 elseif outcome == 'throttled' then
   local v = redis.call('HMGET', KEYS[1], '${VENDOR_FACTOR}', '${VENDOR_FACTOR_AT}')
@@ -45,4 +52,4 @@ redis.call('HINCRBY', KEYS[1], '${VENDOR_CALLS_PREFIX}' .. outcome, 1)
 for i = 10, #ARGV, 2 do
   redis.call('HSET', KEYS[1], '${VENDOR_USAGE_PREFIX}' .. ARGV[i], ARGV[i + 1])
 end
-return 1
+return transition
