@@ -22,6 +22,7 @@ from core.source_rate import SourceRates
 from core.store import Store
 from core.vendor_guard import VendorGuard
 from gateway import admin, batch, dead_letter_api, openapi, routes
+from gateway.access import REQUEST_ID_HEADER, begin_request
 from gateway.body import BODY_BUDGET, BodyBudget
 from gateway.context import (
     DEAD_LETTERS,
@@ -51,12 +52,21 @@ ROUTES: tuple[Route, ...] = (
 described by `/openapi.json` from these same declarations (`gateway.routing`)."""
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 @web.middleware
-async def error_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Render every failure as SPEC §2's JSON error; the one place a 500 can come from."""
-    structlog.contextvars.clear_contextvars()
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every failure as SPEC §2's JSON error; the one place a 500 can come from.
+    Every answer carries the request's id (`gateway.access`), bound to its log lines."""
+    rid = begin_request(request)
+    response = await _answer(request, handler)
+    if not response.prepared:
+        response.headers[REQUEST_ID_HEADER] = rid
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:

@@ -34,7 +34,7 @@ import structlog
 from aiohttp import web
 from redis.asyncio import Redis
 
-from config.settings import Settings, SourceSettings, token_digest
+from config.settings import ADMIN_SETTER, Settings, SourceSettings, token_digest
 from core import keys
 from core.signing import (
     HEADERS,
@@ -64,6 +64,14 @@ class Caller:
         return self.source is None
 
 
+def authenticated(caller: Caller) -> Caller:
+    """Note who the caller is in the request's log context (`source`: the source's name, or
+    `admin`), so its lines and its access line say so."""
+    name = caller.source.name if caller.source is not None else ADMIN_SETTER
+    structlog.contextvars.bind_contextvars(source=name)
+    return caller
+
+
 def bearer_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -91,10 +99,11 @@ def authenticate(request: web.Request, settings: Settings, *, admin_allowed: boo
     admin = settings.gateway.admin_digest
     is_admin = admin is not None and hmac.compare_digest(digest, admin)
     if found is not None:
-        return Caller(found)
+        return authenticated(Caller(found))
     if is_admin and admin_allowed:
-        return Caller(None)
+        return authenticated(Caller(None))
     if is_admin:
+        authenticated(Caller(None))  # known, just not allowed here: the access line says who
         raise ApiError(403, "forbidden", "the admin token cannot post events; use a source token")
     raise unauthorized()
 
@@ -212,7 +221,7 @@ async def verify_body(claim: Claim, settings: Settings, raw_body: bytes, redis: 
             "bad_signature", "missing or invalid request signature", source.name, "mismatch"
         )
     await _spend_signature(redis, settings, source, expected)  # last: a refusal spends none
-    return claim.caller
+    return authenticated(claim.caller)
 
 
 async def authenticate_caller(

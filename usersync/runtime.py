@@ -12,6 +12,7 @@ import signal
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -20,6 +21,7 @@ from arq.worker import Worker
 from config.settings import Settings
 from core.redis_client import connect
 from core.store import Store
+from gateway.access import ACCESS_LOG_ARGS
 from gateway.app import create_gateway_app
 from gateway.connections import ConnectionLimits, GuardedSite, ensure_descriptors
 from usersync.redis_server import EmbeddedRedis, RedisServerError
@@ -63,12 +65,23 @@ async def wait_for_signal() -> None:
 
 @contextlib.asynccontextmanager
 async def serving(
-    app: web.Application, host: str, port: int, limits: ConnectionLimits | None = None
+    app: web.Application,
+    host: str,
+    port: int,
+    limits: ConnectionLimits | None = None,
+    *,
+    access_log: bool = False,
+    shutdown_timeout: float = 5,
 ) -> AsyncIterator[str]:
     """Serve `app` for the block; yields the bound base URL (port 0 picks a free port).
     With `limits`, its connections get header, body and keep-alive timeouts and a cap
-    (gateway.connections): every process that serves the gateway passes them."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
+    (gateway.connections): every process that serves the gateway passes them, and
+    `access_log` (one line per request, gateway.access). At the end, requests in flight get
+    `shutdown_timeout` to finish."""
+    logging_args: dict[str, Any] = ACCESS_LOG_ARGS if access_log else {"access_log": None}
+    runner = web.AppRunner(
+        app, handle_signals=False, shutdown_timeout=shutdown_timeout, **logging_args
+    )
     await runner.setup()
     try:
         if limits is None:
@@ -177,7 +190,9 @@ async def running_gateway(
     )
     try:
         limits = ConnectionLimits.of(settings.gateway)
-        async with serving(app, settings.gateway.host, settings.gateway.port, limits) as url:
+        async with serving(
+            app, settings.gateway.host, settings.gateway.port, limits, access_log=True
+        ) as url:
             log.info("gateway_listening", url=url)
             yield url
     finally:
