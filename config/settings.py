@@ -261,6 +261,17 @@ class WorkerSettings(_Strict):
         le=1000,
         description="most pending changes of one (vendor, user) coalesced into one call",
     )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="address the worker process serves /metrics, /healthz and /readyz on",
+    )
+    metrics_port: int = Field(
+        default=9102,
+        ge=0,
+        le=65535,
+        description="port of the worker's /metrics, /healthz and /readyz; 0: not served "
+        "(one port per worker process: give each process on a host its own)",
+    )
 
 
 class RetrySettings(_Strict):

@@ -1,30 +1,37 @@
-"""What operators watch: each vendor instance's state, and `/metrics` in Prometheus text format.
+"""What operators watch of the whole deployment: each vendor instance's state, and the values
+`/metrics` reads from Redis at scrape time.
 
-Every number lives in Redis (the queue, the dead-letter index, each vendor's breaker, rate and
-counters, shared by all processes), so a scrape of any gateway reads the same values: nothing
-is counted in process memory. A scrape first fetches a `Snapshot` (async, a few round trips),
-then renders it through prometheus_client with a collector built for that one scrape, so the
-library does the text format (escaping, `# TYPE`, the `_total` of counters) and no metric
-object outlives the request.
+These numbers live in Redis (the queue, the dead-letter index, each vendor's breaker, rate
+and counters, shared by all processes), so every gateway
+answers the same ones: a dashboard takes `max by (vendor)` across gateways, never the sum.
+`ClusterState` is a `core.telemetry.RedisReader`: before each scrape it fetches a `Snapshot`
+(a few round trips), then the registry renders it. While Redis does not answer they are left out (the
+scrape still answers, with `usersync_redis_up 0`): a stale value would hide the outage.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from config.settings import Settings
 from core.dead_letters import DeadLetters
+from core.telemetry import CONTENT_TYPE, READ_TIMEOUT_S
 from core.vendor_guard import VendorGuard
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+log = structlog.get_logger("usersync.metrics")
+
+__all__ = ["CONTENT_TYPE", "ClusterState", "Snapshot", "snapshot", "vendor_states"]
+
 CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
 CALL_OUTCOMES = ("success", "refused", "failure", "throttled")
 """Outcomes `VendorGuard.record` counts; each is exported even at 0, so the series exist."""
@@ -84,81 +91,111 @@ async def snapshot(
     )
 
 
-class _SnapshotCollector:
-    """A prometheus_client collector that yields one snapshot's values."""
+class ClusterState:
+    """The deployment's values read from Redis, as a collector refreshed before each scrape
+    (`core.telemetry.Telemetry.add_reader`); the gateway exports it."""
 
-    def __init__(self, values: Snapshot) -> None:
-        self.values = values
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        queue_name: str,
+        guard: VendorGuard,
+        dead_letters: DeadLetters,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.queue_name = queue_name
+        self.guard = guard
+        self.dead_letters = dead_letters
+        self.values: Snapshot | None = None
+
+    async def refresh(self, redis_up: bool) -> None:
+        """Read a snapshot; None (the values left out) if Redis is down or too slow."""
+        self.values = None
+        if not redis_up:
+            return
+        try:
+            self.values = await asyncio.wait_for(
+                snapshot(self.redis, self.queue_name, self.settings, self.guard, self.dead_letters),
+                READ_TIMEOUT_S,
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("metrics_read_failed", error=type(exc).__name__)
+
+    def describe(self) -> Iterable[Metric]:
+        return ()
 
     def collect(self) -> Iterable[Metric]:
-        values = self.values
-        yield GaugeMetricFamily(
-            "usersync_queue_jobs",
-            "Jobs in the arq queue, due now or deferred (retry backoff, open circuit, rate slot).",
-            value=values.queue_jobs,
-        )
-        yield GaugeMetricFamily(
-            "usersync_queue_jobs_due",
-            "Jobs in the arq queue that are due now.",
-            value=values.queue_due,
-        )
-        yield GaugeMetricFamily(
-            "usersync_dead_letters", "Dead letters of all vendors.", value=values.dead_letters
-        )
-        gauges = {
-            "dead_letters": GaugeMetricFamily(
-                "usersync_vendor_dead_letters", "Dead letters of the vendor.", labels=["vendor"]
-            ),
-            "circuit": GaugeMetricFamily(
-                "usersync_vendor_circuit_state",
-                "Circuit breaker: 0 closed, 1 half-open, 2 open.",
-                labels=["vendor"],
-            ),
-            "failures": GaugeMetricFamily(
-                "usersync_vendor_consecutive_failures",
-                "Failed calls in a row (the breaker opens at its failure_threshold).",
-                labels=["vendor"],
-            ),
-            "rate": GaugeMetricFamily(
-                "usersync_vendor_rate_per_second",
-                "Effective rate limit: the configured rate, lowered after a 429 while it recovers.",
-                labels=["vendor"],
-            ),
-            "usage": GaugeMetricFamily(
-                "usersync_vendor_api_usage",
-                "Usage counters the vendor reports (Plaspy apiUsage, apiDailyUsage), last seen.",
-                labels=["vendor", "counter"],
-            ),
-        }
-        counters = {
-            "calls": CounterMetricFamily(
-                "usersync_vendor_calls", "Vendor calls by outcome.", labels=["vendor", "outcome"]
-            ),
-            "opened": CounterMetricFamily(
-                "usersync_vendor_circuit_opened", "Times the circuit opened.", labels=["vendor"]
-            ),
-            "throttled": CounterMetricFamily(
-                "usersync_vendor_throttled", "429 answers that lowered the rate.", labels=["vendor"]
-            ),
-        }
-        for name, state in values.vendors.items():
-            gauges["dead_letters"].add_metric([name], state["dead_letters"])
-            gauges["circuit"].add_metric([name], CIRCUIT_STATES[state["circuit"]["state"]])
-            gauges["failures"].add_metric([name], state["circuit"]["consecutive_failures"])
-            gauges["rate"].add_metric([name], state["rate"]["effective_per_second"])
-            for counter, value in state["usage"].items():
-                gauges["usage"].add_metric([name, counter], value)
-            calls = state["calls"]
-            for outcome in sorted({*CALL_OUTCOMES, *calls}):
-                counters["calls"].add_metric([name, outcome], calls.get(outcome, 0))
-            counters["opened"].add_metric([name], state["circuit"]["times_opened"])
-            counters["throttled"].add_metric([name], state["rate"]["times_throttled"])
-        yield from gauges.values()
-        yield from counters.values()
+        if self.values is not None:
+            yield from collect(self.values)
 
 
-def render(values: Snapshot) -> bytes:
-    """The Prometheus text exposition (format 0.0.4) of a snapshot."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(values))
-    return generate_latest(registry)
+def collect(values: Snapshot) -> Iterable[Metric]:
+    """The metric families of one snapshot."""
+    yield GaugeMetricFamily(
+        "usersync_queue_jobs",
+        "Jobs in the arq queue, due now or deferred (retry backoff, open circuit, rate slot).",
+        value=values.queue_jobs,
+    )
+    yield GaugeMetricFamily(
+        "usersync_queue_jobs_due", "Jobs in the arq queue that are due now.", value=values.queue_due
+    )
+    yield GaugeMetricFamily(
+        "usersync_dead_letters", "Dead letters of all vendors.", value=values.dead_letters
+    )
+    yield from _vendors(values.vendors)
+
+
+def _vendors(vendors: Mapping[str, Mapping[str, Any]]) -> Iterable[Metric]:
+    gauges = {
+        "dead_letters": GaugeMetricFamily(
+            "usersync_vendor_dead_letters", "Dead letters of the vendor.", labels=["vendor"]
+        ),
+        "circuit": GaugeMetricFamily(
+            "usersync_vendor_circuit_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+            labels=["vendor"],
+        ),
+        "failures": GaugeMetricFamily(
+            "usersync_vendor_consecutive_failures",
+            "Failed calls in a row (the breaker opens at its failure_threshold).",
+            labels=["vendor"],
+        ),
+        "rate": GaugeMetricFamily(
+            "usersync_vendor_rate_per_second",
+            "Effective rate limit: the configured rate, lowered after a 429 while it recovers.",
+            labels=["vendor"],
+        ),
+        "usage": GaugeMetricFamily(
+            "usersync_vendor_api_usage",
+            "Usage counters the vendor reports (Plaspy apiUsage, apiDailyUsage), last seen.",
+            labels=["vendor", "counter"],
+        ),
+    }
+    counters = {
+        "calls": CounterMetricFamily(
+            "usersync_vendor_calls", "Vendor calls by outcome.", labels=["vendor", "outcome"]
+        ),
+        "opened": CounterMetricFamily(
+            "usersync_vendor_circuit_opened", "Times the circuit opened.", labels=["vendor"]
+        ),
+        "throttled": CounterMetricFamily(
+            "usersync_vendor_throttled", "429 answers that lowered the rate.", labels=["vendor"]
+        ),
+    }
+    for name, state in vendors.items():
+        circuit = state["circuit"]
+        gauges["dead_letters"].add_metric([name], state["dead_letters"])
+        gauges["circuit"].add_metric([name], CIRCUIT_STATES[circuit["state"]])
+        gauges["failures"].add_metric([name], circuit["consecutive_failures"])
+        gauges["rate"].add_metric([name], state["rate"]["effective_per_second"])
+        for counter, value in state["usage"].items():
+            gauges["usage"].add_metric([name, counter], value)
+        calls = state["calls"]
+        for outcome in sorted({*CALL_OUTCOMES, *calls}):
+            counters["calls"].add_metric([name, outcome], calls.get(outcome, 0))
+        counters["opened"].add_metric([name], circuit["times_opened"])
+        counters["throttled"].add_metric([name], state["rate"]["times_throttled"])
+    yield from gauges.values()
+    yield from counters.values()

@@ -23,6 +23,7 @@ from gateway import answers
 from gateway.auth import require_admin
 from gateway.context import DEAD_LETTERS, SETTINGS, STORE, VENDOR_GUARD, json_response
 from gateway.errors import ApiError
+from gateway.instruments import get_metrics as serve_metrics
 from gateway.routing import OPERATIONS_TAG, USER_ID, Answer, Route, Tag, query_parameter
 
 log = structlog.get_logger("usersync.gateway")
@@ -93,15 +94,8 @@ async def reset_user_ordering(request: web.Request) -> web.Response:
 
 
 async def get_metrics(request: web.Request) -> web.Response:
-    store = request.app[STORE]
-    values = await metrics.snapshot(
-        store.redis,
-        store.queue_name,
-        request.app[SETTINGS],
-        request.app[VENDOR_GUARD],
-        request.app[DEAD_LETTERS],
-    )
-    return web.Response(body=metrics.render(values), headers={"Content-Type": metrics.CONTENT_TYPE})
+    """This process's metrics (`gateway.instruments`), Redis read at scrape time."""
+    return await serve_metrics(request)
 
 
 def configured_vendor(settings: Settings) -> dict[str, object]:

@@ -20,6 +20,7 @@ from core.ports import Previewer, VendorFieldsCheck
 from core.secrets import secret_box
 from core.source_rate import SourceRates
 from core.store import Store
+from core.telemetry import Telemetry
 from core.vendor_guard import VendorGuard
 from gateway import admin, batch, dead_letter_api, openapi, routes
 from gateway.access import REQUEST_ID_HEADER, begin_request
@@ -36,6 +37,7 @@ from gateway.context import (
     json_response,
 )
 from gateway.errors import ApiError, redis_unavailable
+from gateway.instruments import instrument
 from gateway.routing import Route, register
 from gateway.storage import add_storage_gauge, is_out_of_memory, storage_full
 
@@ -115,11 +117,16 @@ def _internal_error() -> web.Response:
 
 
 def create_gateway_app(
-    settings: Settings, store: Store, previewer: Previewer, vendor_fields: VendorFieldsCheck
+    settings: Settings,
+    store: Store,
+    previewer: Previewer,
+    vendor_fields: VendorFieldsCheck,
+    telemetry: Telemetry | None = None,
 ) -> web.Application:
     """The gateway; `previewer` and `vendor_fields` are the workers' code, handed in by the
     entry point (`usersync.runtime`): the preview, and the check of `vendor_fields` against
-    each vendor's schema at ingest."""
+    each vendor's schema at ingest. `telemetry`: the process's metrics registry (one of the
+    app's own without it)."""
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.gateway.max_body_bytes
     )
@@ -134,6 +141,7 @@ def create_gateway_app(
     app[SECRET_BOX] = secret_box(settings.secrets)
     add_storage_gauge(app, store.redis, settings.redis.max_memory_fraction)
     app[BODY_BUDGET] = BodyBudget(settings.gateway.max_inflight_body_bytes)
+    instrument(app, telemetry, settings, store, app[VENDOR_GUARD], app[DEAD_LETTERS])
     register(app, ROUTES)
     openapi.publish(app, ROUTES)
     return app

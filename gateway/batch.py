@@ -37,6 +37,7 @@ from gateway.context import (
 )
 from gateway.errors import ApiError
 from gateway.ingest import build_record, link_conflict, log_link_changes, validated_event
+from gateway.instruments import GATEWAY_METRICS
 from gateway.routing import EVENTS_TAG, JSON, Answer, Ref, Route, Schema
 from gateway.storage import STORAGE
 
@@ -172,6 +173,9 @@ async def post_events_batch(request: web.Request) -> web.Response:
                 outcome="duplicate",
             )
     log.info("batch_ingested", source=source.name, events=len(events), **counts)
+    request.app[GATEWAY_METRICS].ingested(
+        source.name, counts["accepted"], counts["duplicates"], counts["refused"]
+    )
     return json_response({"results": results, **counts})
 
 

@@ -41,6 +41,7 @@ from gateway.ingest import (
     log_link_changes,
     validated_event,
 )
+from gateway.instruments import GATEWAY_METRICS
 from gateway.routing import (
     EVENTS_TAG,
     JSON,
@@ -86,6 +87,7 @@ async def post_event(request: web.Request) -> web.Response:
         raise link_conflict(conflict) from None
     log_link_changes(record, ingested)
     created, answer = ingested
+    request.app[GATEWAY_METRICS].ingested(caller.source.name, created, not created)
     if created:
         log.info("event_accepted", source=caller.source.name, targets=targets, outcome="accepted")
         return web.Response(body=answer, status=202, content_type="application/json")

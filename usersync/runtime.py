@@ -11,7 +11,7 @@ import contextlib
 import signal
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import structlog
@@ -21,14 +21,17 @@ from arq.worker import Worker
 from config.settings import Settings
 from core.redis_client import connect
 from core.store import Store
+from core.telemetry import Telemetry
 from gateway.access import ACCESS_LOG_ARGS
 from gateway.app import create_gateway_app
 from gateway.connections import ConnectionLimits, GuardedSite, ensure_descriptors
 from usersync.redis_server import EmbeddedRedis, RedisServerError
+from workers.health import create_worker_http_app
+from workers.instruments import DeliveryMetrics
 from workers.preview import make_previewer
 from workers.vendors.base import VendorAdapter
 from workers.vendors.registry import build_adapters, vendor_fields_check
-from workers.worker import ENGINE_REDIS, build_worker, stop_worker
+from workers.worker import ENGINE_REDIS, build_worker, stop_worker, worker_running
 
 log = structlog.get_logger("usersync")
 
@@ -121,6 +124,7 @@ async def supervise_worker(
     redis_url: str,
     adapters: Mapping[str, VendorAdapter],
     current: list[Worker],
+    metrics: DeliveryMetrics | None = None,
 ) -> None:
     """Run an arq worker, and a new one whenever it dies (arq exits when it loses Redis).
 
@@ -128,7 +132,7 @@ async def supervise_worker(
     worker was running keep their place in Redis and run again (at-least-once)."""
     delay = RESTART_DELAY_S[0]
     while True:
-        worker = build_worker(settings, redis_url, adapters, handle_signals=False)
+        worker = build_worker(settings, redis_url, adapters, handle_signals=False, metrics=metrics)
         current[:] = [worker]
         started = time.monotonic()
         try:
@@ -163,12 +167,23 @@ async def abandon_worker(worker: Worker) -> None:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    settings: Settings, redis_url: str, adapters: Mapping[str, VendorAdapter]
-) -> AsyncIterator[None]:
+    settings: Settings,
+    redis_url: str,
+    adapters: Mapping[str, VendorAdapter],
+    telemetry: Telemetry | None = None,
+) -> AsyncIterator[Callable[[], bool]]:
+    """The supervised arq worker; yields whether it is running now (for /readyz). Its
+    instruments go to `telemetry`'s registry (a registry of their own without it)."""
     current: list[Worker] = []
-    task = asyncio.create_task(supervise_worker(settings, redis_url, adapters, current))
+    metrics = DeliveryMetrics.of(settings, telemetry.registry if telemetry else None)
+
+    def running() -> bool:
+        return bool(current) and worker_running(current[0])
+
+    metrics.worker_running.set_function(lambda: 1.0 if running() else 0.0)
+    task = asyncio.create_task(supervise_worker(settings, redis_url, adapters, current, metrics))
     try:
-        yield
+        yield running
     finally:
         if current and not task.done():
             with contextlib.suppress(Exception):
@@ -179,14 +194,45 @@ async def running_worker(
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(
-    settings: Settings, redis_url: str, adapters: Mapping[str, VendorAdapter]
+async def running_worker_http(
+    settings: Settings, redis_url: str, telemetry: Telemetry, running: Callable[[], bool]
 ) -> AsyncIterator[str]:
-    """The gateway on its own Redis pool; yields its base URL."""
+    """The worker's /metrics, /healthz and /readyz on `worker.metrics_port`; yields the URL."""
+    redis = connect(redis_url, socket_timeout=2, socket_connect_timeout=1)
+    app = create_worker_http_app(telemetry, redis, running)
+    worker, started = settings.worker, False
+    try:
+        async with serving(app, worker.metrics_host, worker.metrics_port) as url:
+            started = True
+            log.info("worker_metrics_listening", url=url)
+            yield url
+    except OSError as exc:
+        if started:
+            raise
+        # a port taken (two workers on one host with the same metrics_port): say so, exit 1
+        log.error("worker_metrics_bind_failed", port=worker.metrics_port, error=str(exc))  # noqa: TRY400 - the message says it
+        raise SystemExit(1) from None
+    finally:
+        await redis.aclose()
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    settings: Settings,
+    redis_url: str,
+    adapters: Mapping[str, VendorAdapter],
+    telemetry: Telemetry | None = None,
+) -> AsyncIterator[str]:
+    """The gateway on its own Redis pool; yields its base URL. Its /metrics serves
+    `telemetry` (a registry of its own without it)."""
     redis = connect(redis_url, socket_timeout=5, socket_connect_timeout=2)
     store = Store(redis, settings.retention.events_s)
     app = create_gateway_app(
-        settings, store, make_previewer(store, adapters), vendor_fields_check(adapters)
+        settings,
+        store,
+        make_previewer(store, adapters),
+        vendor_fields_check(adapters),
+        telemetry=telemetry,
     )
     try:
         limits = ConnectionLimits.of(settings.gateway)
@@ -218,17 +264,28 @@ async def running_sandbox(settings: Settings) -> AsyncIterator[str]:
 async def run(
     settings: Settings, *, gateway: bool, worker: bool, sandbox: bool, embedded: bool
 ) -> None:
-    """Run the chosen parts until SIGINT/SIGTERM, then stop them in reverse order."""
+    """Run the chosen parts until SIGINT/SIGTERM, then stop them in reverse order. One
+    registry of metrics for the process: `usersync run` serves it on the gateway's /metrics
+    and on the worker's port alike."""
     adapters = build_adapters(settings)
+    telemetry = Telemetry()
     async with contextlib.AsyncExitStack() as stack:
         if sandbox:
             await stack.enter_async_context(running_sandbox(settings))
         if gateway or worker:
             redis_url = stack.enter_context(redis_url_for(settings, embedded_allowed=embedded))
             if worker:
-                await stack.enter_async_context(running_worker(settings, redis_url, adapters))
+                running = await stack.enter_async_context(
+                    running_worker(settings, redis_url, adapters, telemetry)
+                )
+                if settings.worker.metrics_port:
+                    await stack.enter_async_context(
+                        running_worker_http(settings, redis_url, telemetry, running)
+                    )
             if gateway:
-                await stack.enter_async_context(running_gateway(settings, redis_url, adapters))
+                await stack.enter_async_context(
+                    running_gateway(settings, redis_url, adapters, telemetry)
+                )
         log.info("usersync_ready", gateway=gateway, worker=worker, sandbox=sandbox)
         await wait_for_signal()
         log.info("usersync_stopping")

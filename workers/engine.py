@@ -35,6 +35,7 @@ from workers.errors import (
     RetryableDeliveryError,
     SchemaRefused,
 )
+from workers.instruments import DeliveryMetrics
 from workers.runs import (
     Candidate,
     Run,
@@ -67,6 +68,7 @@ class DeliveryEngine:
         adapters: Mapping[str, VendorAdapter],
         session: aiohttp.ClientSession,
         random_source: Callable[[], float] = random.random,
+        metrics: DeliveryMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.pairs = pairs
@@ -74,6 +76,7 @@ class DeliveryEngine:
         self.adapters = adapters
         self.session = session
         self.random = random_source
+        self.metrics = metrics or DeliveryMetrics.of(settings)
         self.box = secret_box(settings.secrets)
         self.bulkheads = {
             name: asyncio.Semaphore(settings.in_flight_limit(name)) for name in settings.vendors
@@ -104,6 +107,8 @@ class DeliveryEngine:
             target, user_id, token, now_ms(), commit, before=run.guard_record
         ):
             log.warning("lease_lost", outcome="lease_lost", events=len(run.updates))
+            return
+        self.metrics.committed(target, run.settled, run.delivered_received_at, time.time())
 
     async def _release(self, run: Run) -> None:
         try:
@@ -143,6 +148,7 @@ class DeliveryEngine:
         assert translation is not None and translation.request is not None
         bulkhead = self.bulkheads[run.target]
         if bulkhead.locked():
+            self.metrics.deferral(run.target, "bulkhead")
             wait_s = BULKHEAD_WAIT_S[0] + self.random() * (BULKHEAD_WAIT_S[1] - BULKHEAD_WAIT_S[0])
             run.wait(included, "in_flight", at_ms := now_ms() + int(wait_s * 1000))
             return Commit("at", at_ms=at_ms)
@@ -260,6 +266,7 @@ class DeliveryEngine:
         spread = 0 if verdict == "rate" else int(self.random() * min(1000, wait_ms / 10 + 50))
         at_ms = now_ms() + wait_ms + spread
         log.info("delivery_deferred", reason=verdict, wait_ms=wait_ms + spread, outcome="deferred")
+        self.metrics.deferral(run.target, verdict)
         reserved = slot_ms if verdict == "rate" else None
         run.wait(included, "circuit_open" if verdict == "open" else "rate_limit", at_ms)
         return Commit("at", at_ms=at_ms, reserved_slot_ms=reserved, held=verdict == "open")
@@ -281,11 +288,13 @@ class DeliveryEngine:
             result = adapter.read_response(response.status, response.headers, response.body)
         except RetryableDeliveryError as exc:
             outcome: CallOutcome = "throttled" if exc.http_status == 429 else "failure"
+            self.metrics.call(run.target, outcome, time.monotonic() - started)
             run.guard_record = self.guard.record_call(
                 run.target, vendor, None, run.token, outcome, exc.retry_after_s
             )
             return self._retry_or_die(run, vendor, included, exc, ms_since(started))
         except PermanentDeliveryError as exc:
+            self.metrics.call(run.target, "refused", time.monotonic() - started)
             run.guard_record = self.guard.record_call(
                 run.target, vendor, None, run.token, "refused"
             )
@@ -296,6 +305,7 @@ class DeliveryEngine:
             log_call(included, attempt, "dead", exc.describe())
             run.settle(included[0], "dead", exc.describe(), attempt=attempt)
             return Commit("next")
+        self.metrics.call(run.target, "success", time.monotonic() - started)
         run.guard_record = self.guard.record_call(
             run.target, vendor, None, run.token, "success", usage=result.usage
         )

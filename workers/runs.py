@@ -66,6 +66,10 @@ class Run:
     updates: list[EventUpdate] = field(default_factory=list)
     guard_record: ScriptCall | None = None
     """How the run's call went, for the vendor guard: sent with the commit, one round trip."""
+    settled: dict[DeliveryState, int] = field(default_factory=dict)
+    """How many events each new status was given (`workers.instruments`, after the commit)."""
+    delivered_received_at: list[str] = field(default_factory=list)
+    """When each delivered event was received (its delivery latency, after the commit)."""
 
     def drop(self, pending: PendingRef) -> None:
         """Take a ref out of the pair without writing its event (gone, or already final)."""
@@ -96,6 +100,9 @@ class Run:
         """Record an event's new status; `attempt` is the record of a call that carried it,
         `remove` takes it out of the pair's pending set, `coalesced` counts the call's events."""
         now = utc_now_iso()
+        self.settled[state] = self.settled.get(state, 0) + 1
+        if state == "delivered" and pending.received_at is not None:
+            self.delivered_received_at.append(pending.received_at)
         if attempt is not None:
             history = [*history, {**attempt, "outcome": state, "error": error}][-HISTORY_KEPT:]
         status = TargetStatus(

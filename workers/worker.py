@@ -28,6 +28,7 @@ from core.redis_client import connect, pack_with_hiredis
 from core.vendor_guard import VendorGuard
 from workers.claim import ClaimingWorker
 from workers.engine import DeliveryEngine
+from workers.instruments import DeliveryMetrics
 from workers.runs import RunAgain
 from workers.vendors.base import VendorAdapter
 
@@ -64,8 +65,11 @@ def build_worker(
     adapters: Mapping[str, VendorAdapter],
     *,
     handle_signals: bool = True,
+    metrics: DeliveryMetrics | None = None,
 ) -> Worker:
-    """An arq Worker wired to our engine; the caller runs it (`async_run` or `run`)."""
+    """An arq Worker wired to our engine; the caller runs it (`async_run` or `run`).
+    `metrics`: the process's instruments, which outlive the arq workers it restarts."""
+    instruments = metrics or DeliveryMetrics.of(settings)
 
     async def startup(ctx: dict[str, Any]) -> None:
         connector = aiohttp.TCPConnector(limit=settings.worker.concurrency * 2, limit_per_host=0)
@@ -77,7 +81,9 @@ def build_worker(
         pairs = PairQueue(redis, settings.retention.events_s)
         ctx["session"] = session
         ctx[ENGINE_REDIS] = redis
-        ctx["engine"] = DeliveryEngine(settings, pairs, VendorGuard(redis), adapters, session)
+        ctx["engine"] = DeliveryEngine(
+            settings, pairs, VendorGuard(redis), adapters, session, metrics=instruments
+        )
         log.info(
             "worker_started", concurrency=settings.worker.concurrency, vendors=sorted(adapters)
         )
@@ -106,6 +112,15 @@ def build_worker(
         job_deserializer=orjson.loads,
         health_check_interval=30,
         log_results=False,
+    )
+
+
+def worker_running(worker: Worker) -> bool:
+    """Whether `worker` is taking jobs: started (its engine built, so Redis answered), its
+    poll loop alive, and not being stopped (`stop_worker`)."""
+    main = worker.main_task
+    return (
+        "engine" in worker.ctx and main is not None and not main.done() and worker.allow_pick_jobs
     )
 
 
