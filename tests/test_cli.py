@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 import yaml
 from redis.asyncio import Redis
 
@@ -228,3 +231,102 @@ async def test_gateway_and_worker_processes_share_one_redis(
         "plaspy": "delivered",
     }
     assert codes == (0, 0)
+
+
+async def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Any:
+    """`usersync ARGS` as a subprocess (the installed command: `python -m` would import a
+    `config/` folder of the working directory), without blocking the loop an in-process
+    gateway answers on; (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "usersync"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=env if env is not None else os.environ.copy(),
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_options_work_at_any_level(gateway: Gateway, tmp_path: Path) -> None:
+    """--config, --url and --token given before the command, between the command and its
+    subcommand, or after the subcommand: the same call, the same answer."""
+    config = tmp_path / "other.yaml"
+    config.write_text(
+        yaml.safe_dump({"gateway": {"admin_token": ADMIN_TOKEN, "port": 1}, "sources": []})
+    )
+    given = ["--config", str(config), "--url", gateway.url, "--token", ADMIN_TOKEN]
+    placements = [
+        [*given, "dlq", "list"],
+        ["dlq", *given, "list"],
+        ["dlq", "list", *given],
+        ["dlq", "--config", str(config), "list", "--url", gateway.url],
+    ]
+    answers = [await cli(*args) for args in placements]
+    for code, stdout, stderr in answers:
+        assert code == 0, stderr
+        assert orjson.loads(stdout) == {"dead_letters": [], "total": 0, "next_cursor": None}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["dlq", "list"], ["status", "evt-1"], ["vendors"], ["send", "docs/examples/event.json"]],
+)
+async def test_an_unreachable_gateway_is_one_line_and_exit_1(
+    args: list[str], project_root: Path
+) -> None:
+    """Nothing listens at the URL: one line on stderr naming it and why, exit 1, no
+    traceback."""
+    url = f"http://127.0.0.1:{free_port()}"
+    config = str(project_root / "config/sandbox.yaml")
+    code, stdout, stderr = await cli(*args, "--config", config, "--url", url, cwd=project_root)
+    assert code == 1
+    assert stdout == ""
+    assert stderr.splitlines() == [
+        f"usersync: cannot reach the gateway at {url}: connection refused (is it running, on "
+        "that port?)"
+    ]
+
+
+async def test_version() -> None:
+    """`usersync --version` prints the installed version."""
+    code, stdout, _ = await cli("--version")
+    assert code == 0
+    assert stdout.strip() == f"usersync {importlib.metadata.version('usersync')}"
+
+
+async def test_config_search_order_and_the_loud_sandbox_fallback(
+    tmp_path: Path, project_root: Path
+) -> None:
+    """Without --config: $USERSYNC_CONFIG, else ./usersync.yaml; with neither, a tool falls
+    back to ./config/sandbox.yaml only with a warning naming it and its demo tokens, and a
+    serving command refuses to start on it."""
+    env = {k: v for k, v in os.environ.items() if k != "USERSYNC_CONFIG"}
+    (tmp_path / "config").mkdir()
+    sandbox = project_root / "config/sandbox.yaml"
+    (tmp_path / "config/sandbox.yaml").write_text(sandbox.read_text())
+    code, stdout, stderr = await cli("check-config", cwd=tmp_path, env=env)
+    assert code == 0, stderr
+    assert "(config/sandbox.yaml, role run)" in stdout
+    [warning] = stderr.splitlines()
+    assert "WARNING" in warning and "config/sandbox.yaml" in warning and "demo" in warning
+    code, _, stderr = await cli("gateway", cwd=tmp_path, env=env)
+    assert code == 2
+    assert "no config file" in stderr and "pass it with --config" in stderr
+    (tmp_path / "usersync.yaml").write_text(sandbox.read_text())
+    code, stdout, stderr = await cli("check-config", cwd=tmp_path, env=env)
+    assert code == 0 and stderr == ""
+    assert "(./usersync.yaml, role run)" in stdout
+    chosen = tmp_path / "chosen.yaml"
+    chosen.write_text(sandbox.read_text())
+    code, stdout, stderr = await cli(
+        "check-config", cwd=tmp_path, env={**env, "USERSYNC_CONFIG": str(chosen)}
+    )
+    assert code == 0 and stderr == ""
+    assert f"({chosen}, role run)" in stdout
+    (tmp_path / "usersync.yaml").unlink()
+    (tmp_path / "config/sandbox.yaml").unlink()
+    code, _, stderr = await cli("check-config", cwd=tmp_path, env=env)
+    assert code == 2
+    assert stderr.startswith("usersync: no config file")

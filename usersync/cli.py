@@ -1,9 +1,13 @@
-"""`usersync` command line (SPEC §5). Each command loads and validates the config first."""
+"""`usersync` command line. Each command loads and validates the config first (which file:
+`usersync.config_file`); an option may be given before or after the command and its
+subcommand alike (`usersync dlq --config X list` is `usersync dlq list --config X`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import sys
 from collections.abc import Coroutine
@@ -12,14 +16,14 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import orjson
+import structlog
 
 from config import ConfigError, Settings, load_settings
 from config.settings import SourceSettings
 from core.logs import configure_logging
 from core.signing import signature_headers
-from usersync.client import Answer, call
-
-DEFAULT_CONFIG = "config/sandbox.yaml"
+from usersync.client import Answer, GatewayUnreachable, call
+from usersync.config_file import ROLE_NEEDS, NoConfig, check_config, config_path
 
 
 def _run_async(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -31,8 +35,24 @@ def _run_async(coro: Coroutine[Any, Any, Any]) -> Any:
         return runner.run(coro)
 
 
+def _option(args: argparse.Namespace, name: str) -> Any:
+    """An option that may be given at any level: absent (not None) where it was not."""
+    return getattr(args, name, None)
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    try:
+        return config_path(_option(args, "config"), args.command)
+    except NoConfig as exc:
+        print(f"usersync: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
 def _load(args: argparse.Namespace) -> Settings:
-    path = args.config or os.environ.get("USERSYNC_CONFIG") or DEFAULT_CONFIG
+    return _load_path(_config_path(args))
+
+
+def _load_path(path: str) -> Settings:
     try:
         return load_settings(path)
     except ConfigError as exc:
@@ -41,14 +61,14 @@ def _load(args: argparse.Namespace) -> Settings:
 
 
 def _gateway_url(args: argparse.Namespace, settings: Settings) -> str:
-    if args.url:
-        return str(args.url).rstrip("/")
+    if _option(args, "url"):
+        return str(_option(args, "url")).rstrip("/")
     host = settings.gateway.host if settings.gateway.host not in ("0.0.0.0", "::") else "127.0.0.1"
     return f"http://{host}:{settings.gateway.port}"
 
 
 def _source_token(args: argparse.Namespace, settings: Settings) -> str | None:
-    token = args.token or os.environ.get("USERSYNC_TOKEN")
+    token = _option(args, "token") or os.environ.get("USERSYNC_TOKEN")
     if token:
         return str(token)
     token = settings.sources[0].token if settings.sources else None
@@ -56,7 +76,7 @@ def _source_token(args: argparse.Namespace, settings: Settings) -> str | None:
 
 
 def _admin_token(args: argparse.Namespace, settings: Settings) -> str | None:
-    token = args.token or os.environ.get("USERSYNC_ADMIN_TOKEN")
+    token = _option(args, "token") or os.environ.get("USERSYNC_ADMIN_TOKEN")
     if token:
         return str(token)
     admin = settings.gateway.admin_token
@@ -70,10 +90,11 @@ def _signer(
     with --sign, or when no token is known in clear and that source has an hmac_secret."""
     first = settings.sources[0] if settings.sources else None
     can_sign = first is not None and first.hmac_secret is not None
-    if args.sign and not can_sign:
+    sign = bool(_option(args, "sign"))
+    if sign and not can_sign:
         print("usersync: --sign needs an hmac_secret on the config's first source", file=sys.stderr)
         raise SystemExit(2)
-    return first if args.sign or (token is None and can_sign) else None
+    return first if sign or (token is None and can_sign) else None
 
 
 def _source_call(
@@ -102,8 +123,14 @@ def _read_file(path: str) -> bytes:
 def cmd_serve(args: argparse.Namespace) -> int:
     from usersync import runtime
 
-    settings = _load(args)
-    configure_logging(settings.logging.level)
+    path = _config_path(args)
+    settings = _load_path(path)
+    configure_logging(settings.logging.level, fmt=settings.logging.format)
+    missing = [section for section in ROLE_NEEDS[args.command] if not getattr(settings, section)]
+    if missing:
+        structlog.get_logger("usersync").warning(
+            "config_incomplete", config=path, role=args.command, empty=missing
+        )
     parts = {
         "run": dict(gateway=True, worker=True, sandbox=settings.sandbox.enabled, embedded=True),
         "gateway": dict(gateway=True, worker=False, sandbox=False, embedded=False),
@@ -119,26 +146,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from workers.vendors.registry import build_adapters
-
-    settings = _load(args)
-    try:
-        build_adapters(settings)
-    except ConfigError as exc:
-        print(f"usersync: invalid configuration: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"configuration OK: {len(settings.sources)} source(s), vendors: "
-        f"{', '.join(f'{name} ({v.kind})' for name, v in settings.vendors.items()) or 'none'}"
-    )
-    keys = len(settings.secrets.keys)
-    print(
-        f"secrets: {keys} key(s), passwords are encrypted in Redis"
-        if keys
-        else "secrets: not configured (secrets.keys is empty): events carrying a password "
-        "are refused with 422 secrets_not_configured"
-    )
-    return 0
+    return check_config(_config_path(args), args.role)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -233,17 +241,26 @@ def cmd_vendors(args: argparse.Namespace) -> int:
     return _print(_run_async(call("GET", url, _admin_token(args, settings))))
 
 
+CONFIG_HELP = "config file (default: $USERSYNC_CONFIG, ./usersync.yaml, /etc/usersync/config.yaml)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="usersync", description=__doc__)
+    """Options shared by several commands are declared on every level (the program, the
+    command, the subcommand) with no default (SUPPRESS), so one given at any level is kept:
+    a level where it is absent does not overwrite it with a default."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config", help=f"config file (default: $USERSYNC_CONFIG or {DEFAULT_CONFIG})"
-    )
+    common.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
     client = argparse.ArgumentParser(add_help=False, parents=[common])
-    client.add_argument("--url", help="gateway base URL (default: from the config)")
     client.add_argument(
-        "--token", help="bearer token (default: $USERSYNC_TOKEN / $USERSYNC_ADMIN_TOKEN)"
+        "--url", default=argparse.SUPPRESS, help="gateway base URL (default: from the config)"
     )
+    client.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        help="bearer token (default: $USERSYNC_TOKEN / $USERSYNC_ADMIN_TOKEN)",
+    )
+    parser = argparse.ArgumentParser(prog="usersync", description=__doc__, parents=[client])
+    parser.add_argument("--version", action="version", version=f"usersync {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     for name, text in (
@@ -253,16 +270,25 @@ def build_parser() -> argparse.ArgumentParser:
         ("sandbox", "local simulators of the registered vendor kinds"),
     ):
         commands.add_parser(name, parents=[common], help=text).set_defaults(handler=cmd_serve)
-    commands.add_parser("check-config", parents=[common], help="validate the config").set_defaults(
-        handler=cmd_check_config
+    check = commands.add_parser(
+        "check-config", parents=[common], help="validate the config: every problem at once"
     )
+    check.add_argument(
+        "--role",
+        choices=sorted(ROLE_NEEDS),
+        default="run",
+        help="the process the file is for: what it must configure (gateway: sources and "
+        "vendors; worker: vendors; run: both; sandbox: neither). Default: run",
+    )
+    check.set_defaults(handler=cmd_check_config)
     commands.add_parser(
-        "kinds", help="the registered vendor kinds (a vendor instance's `kind`)"
+        "kinds", parents=[common], help="the registered vendor kinds (a vendor instance's `kind`)"
     ).set_defaults(handler=cmd_kinds)
     signing = argparse.ArgumentParser(add_help=False, parents=[client])
     signing.add_argument(
         "--sign",
         action="store_true",
+        default=argparse.SUPPRESS,
         help="sign with the first source's hmac_secret instead of sending a token (the default "
         "when that source has an hmac_secret and no token is known in clear)",
     )
@@ -320,9 +346,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("usersync")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
+    except GatewayUnreachable as exc:
+        print(f"usersync: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
