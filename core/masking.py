@@ -3,8 +3,9 @@
 One rule says what a secret is, for everything that protects one: the value of any key whose
 name is in `SECRET_KEYS` (ASCII case-insensitively, at any depth: `changes.password`,
 `Password` in a `vendor_fields` object, a tag so named) and the `value` of any object whose
-`path` is a string ending in such a name (a JSON Patch operation on `/password`, valid or not:
-an operation without `op` still carries the secret). `core.secrets` encrypts exactly these
+`path` is a string ending in such a name (a JSON Patch operation on `/password`, a SCIM PatchOp
+on `password` or its URN-qualified name, valid or not: an operation without `op` still carries
+the secret); a key whose last `/`, `:` or `.` segment is such a name counts too. `core.secrets` encrypts exactly these
 before an event is stored; dead letters show the stored event through `mask_secrets`, so an
 encrypted value reads `***` like a clear one; the workers mask the requests they preview with
 the same `mask_secrets` (`workers.vendors.base`). So the three cannot disagree.
@@ -17,6 +18,7 @@ Unicode lower-casing maps some non-ASCII letters to ASCII ones (the Kelvin sign 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -25,16 +27,21 @@ SECRET_KEYS = frozenset({"password"})
 """Keys (compared ASCII case-insensitively) whose values are secrets wherever they appear."""
 
 
+NAME_SEPARATORS = re.compile(r"[/:.]")
+"""What separates the segments of a qualified name: JSON Pointer (`/password`), a SCIM
+attribute URN (`urn:ietf:params:scim:schemas:core:2.0:User:password`) or path (`x.password`)."""
+
+
 def is_secret_name(name: str) -> bool:
-    """Whether a key (or the last segment of a patch path) names a secret."""
-    return name.isascii() and name.lower() in SECRET_KEYS
+    """Whether a key or a patch path names a secret: its last segment is a secret name."""
+    return name.isascii() and NAME_SEPARATORS.split(name)[-1].lower() in SECRET_KEYS
 
 
 def _patch_targets_secret(op: dict[str, Any]) -> bool:
-    """An object with a `path` ending in a secret name: a JSON Patch operation writing a
-    secret member, whether or not it is a valid one (its `value` is the secret)."""
+    """An object with a `path` ending in a secret name: a JSON Patch or SCIM PatchOp operation
+    writing a secret member, whether or not it is a valid one (its `value` is the secret)."""
     path = op.get("path")
-    return isinstance(path, str) and is_secret_name(path.rsplit("/", 1)[-1])
+    return isinstance(path, str) and is_secret_name(path)
 
 
 def _join(path: str, part: str | int) -> str:

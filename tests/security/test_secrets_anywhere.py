@@ -217,3 +217,28 @@ def test_a_non_ascii_lookalike_is_no_secret_name() -> None:
     assert masking.is_secret_name("PassWord")
     assert not masking.is_secret_name("pa\u017f\u017fword")  # long s: upper-cases to S
     assert "\u212a".lower() == "k"  # the Kelvin sign: why Unicode lower-casing is not used
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"urn:ietf:params:scim:schemas:core:2.0:User:password": "S3cret-Passw0rd!"},
+        {"Operations": [{"op": "replace", "path": "password", "value": "S3cret-Passw0rd!"}]},
+        {
+            "Operations": [
+                {
+                    "op": "Replace",
+                    "path": "urn:ietf:params:scim:schemas:core:2.0:User:password",
+                    "value": "S3cret-Passw0rd!",
+                }
+            ]
+        },
+        {"user.password": "S3cret-Passw0rd!"},
+    ],
+)
+def test_qualified_secret_names_are_secrets(value: dict[str, Any]) -> None:
+    """A SCIM attribute URN, a bare PatchOp path or a dotted name ending in `password` is a
+    secret like `/password`: masked, and sealed by the box's fast path too."""
+    assert "S3cret-Passw0rd!" not in orjson.dumps(masking.mask_secrets(value)).decode()
+    sealed = BOX.seal_json({"event_id": "e", "vendor_fields": {"v": value}})
+    assert b"S3cret-Passw0rd!" not in sealed
