@@ -176,6 +176,14 @@ class GatewaySettings(_Strict):
         description="open connections per process; past it the oldest idle one is closed, "
         "or the new one answered 503 `overloaded` and closed when none is idle",
     )
+    drain_delay_s: float = Field(
+        default=0,
+        ge=0,
+        le=300,
+        description="on SIGTERM the gateway answers /readyz 503 `shutting_down` and keeps "
+        "serving this long before it stops accepting connections, so a load balancer polling "
+        "/readyz takes it out first (counted in shutdown_grace_s)",
+    )
 
     @model_validator(mode="after")
     def _admin_token_once(self) -> GatewaySettings:
@@ -415,6 +423,14 @@ class Settings(_Strict):
     retention: RetentionSettings = RetentionSettings()
     secrets: SecretsSettings = SecretsSettings()
     logging: LoggingSettings = LoggingSettings()
+    shutdown_grace_s: float = Field(
+        default=10,
+        ge=0,
+        le=3600,
+        description="on SIGTERM or SIGINT, what is in flight (gateway requests, deliveries) "
+        "gets this long to finish; deliveries still running are then cut off and their "
+        "pairs handed back to the queue",
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> Settings:

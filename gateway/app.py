@@ -7,6 +7,7 @@ workers' own translation code.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -38,6 +39,7 @@ from gateway.context import (
 )
 from gateway.errors import ApiError, redis_unavailable
 from gateway.instruments import instrument
+from gateway.lifecycle import LIFECYCLE, Lifecycle
 from gateway.routing import Route, register
 from gateway.storage import add_storage_gauge, is_out_of_memory, storage_full
 
@@ -141,7 +143,31 @@ def create_gateway_app(
     app[SECRET_BOX] = secret_box(settings.secrets)
     add_storage_gauge(app, store.redis, settings.redis.max_memory_fraction)
     app[BODY_BUDGET] = BodyBudget(settings.gateway.max_inflight_body_bytes)
+    app[LIFECYCLE] = Lifecycle()
     instrument(app, telemetry, settings, store, app[VENDOR_GUARD], app[DEAD_LETTERS])
     register(app, ROUTES)
     openapi.publish(app, ROUTES)
     return app
+
+
+def apply_settings(
+    app: web.Application,
+    settings: Settings,
+    previewer: Previewer,
+    vendor_fields: VendorFieldsCheck,
+) -> None:
+    """Serve with new settings (SIGHUP; `usersync.reload` decides what may change): the
+    settings and what is built from them are replaced where the app holds them. A handler
+    reads `request.app[SETTINGS]` as it starts, so a request in flight finishes with the
+    settings it began with and the next one gets the new ones.
+
+    aiohttp deprecates changing a running app's state (a warning, not an error, through
+    aiohttp 3.x); swapping whole values by reference is what this is, so the warning is
+    silenced here and only here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app[SETTINGS] = settings
+        app[PREVIEWER] = previewer
+        app[VENDOR_FIELDS] = vendor_fields
+        app[SECRET_BOX] = secret_box(settings.secrets)
+        openapi.publish(app, ROUTES)

@@ -42,6 +42,7 @@ from gateway.ingest import (
     validated_event,
 )
 from gateway.instruments import GATEWAY_METRICS
+from gateway.lifecycle import check_ready
 from gateway.routing import (
     EVENTS_TAG,
     JSON,
@@ -213,6 +214,7 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    check_ready(request.app)  # 503 shutting_down from the start of a drain
     await request.app[STORE].redis.ping()  # a RedisError becomes a 503 in the middleware
     return json_response({"status": "ready", "redis": "ok", "config": "loaded"})
 
@@ -326,7 +328,7 @@ ROUTES: tuple[Route, ...] = (
         "/readyz",
         readyz,
         "readyz",
-        "Readiness: Redis reachable, config loaded",
+        "Readiness: Redis reachable, config loaded, not shutting down",
         OPERATIONS_TAG,
         "none",
         {200: Answer("ready", answers.Ready)},

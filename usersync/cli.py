@@ -138,7 +138,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "sandbox": dict(gateway=False, worker=False, sandbox=True, embedded=False),
     }[args.command]
     try:
-        _run_async(runtime.run(settings, **parts))
+        _run_async(runtime.run(settings, **parts, config_path=path))
     except ConfigError as exc:
         print(f"usersync: invalid configuration: {exc}", file=sys.stderr)
         return 2

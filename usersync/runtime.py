@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -23,20 +22,28 @@ from core.redis_client import connect
 from core.store import Store
 from core.telemetry import Telemetry
 from gateway.access import ACCESS_LOG_ARGS
+from gateway.app import apply_settings as apply_gateway_settings
 from gateway.app import create_gateway_app
 from gateway.connections import ConnectionLimits, GuardedSite, ensure_descriptors
+from gateway.lifecycle import LIFECYCLE
+from usersync.lifecycle import ProcessControl
 from usersync.redis_server import EmbeddedRedis, RedisServerError
 from workers.health import create_worker_http_app
 from workers.instruments import DeliveryMetrics
 from workers.preview import make_previewer
 from workers.vendors.base import VendorAdapter
 from workers.vendors.registry import build_adapters, vendor_fields_check
-from workers.worker import ENGINE_REDIS, build_worker, stop_worker, worker_running
+from workers.worker import (
+    ENGINE_REDIS,
+    build_worker,
+    stop_taking_jobs,
+    stop_worker,
+    worker_running,
+)
+from workers.worker import apply_settings as apply_worker_settings
 
 log = structlog.get_logger("usersync")
 
-SHUTDOWN_GRACE_S = 10.0
-"""On a signal, running deliveries get this long to finish before they are requeued."""
 RESTART_DELAY_S = (0.5, 10.0)
 """A worker that died is restarted after the first delay, doubling up to the second."""
 SANDBOX_MISSING = (
@@ -52,18 +59,6 @@ def sandbox_tokens(settings: Settings) -> dict[str, set[str]]:
     for vendor in settings.vendors.values():
         tokens[vendor.kind].add(vendor.auth.token.get_secret_value())
     return dict(tokens)
-
-
-async def wait_for_signal() -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 @contextlib.asynccontextmanager
@@ -125,13 +120,18 @@ async def supervise_worker(
     adapters: Mapping[str, VendorAdapter],
     current: list[Worker],
     metrics: DeliveryMetrics | None = None,
+    control: ProcessControl | None = None,
 ) -> None:
     """Run an arq worker, and a new one whenever it dies (arq exits when it loses Redis).
 
     `current` holds the worker now running, so the caller can stop it gracefully. Jobs the dead
-    worker was running keep their place in Redis and run again (at-least-once)."""
+    worker was running keep their place in Redis and run again (at-least-once). With
+    `control`, a new worker gets the settings in force (a reload may have changed them), and
+    none is started once the process drains."""
     delay = RESTART_DELAY_S[0]
-    while True:
+    while control is None or not control.draining:
+        if control is not None:
+            settings, adapters = control.settings, control.adapters
         worker = build_worker(settings, redis_url, adapters, handle_signals=False, metrics=metrics)
         current[:] = [worker]
         started = time.monotonic()
@@ -171,23 +171,40 @@ async def running_worker(
     redis_url: str,
     adapters: Mapping[str, VendorAdapter],
     telemetry: Telemetry | None = None,
+    control: ProcessControl | None = None,
 ) -> AsyncIterator[Callable[[], bool]]:
     """The supervised arq worker; yields whether it is running now (for /readyz). Its
-    instruments go to `telemetry`'s registry (a registry of their own without it)."""
+    instruments go to `telemetry`'s registry (a registry of their own without it). With
+    `control`, a drain stops it taking jobs at once and a reload reaches its engine."""
     current: list[Worker] = []
+    if control is not None:
+
+        def drain() -> None:
+            for worker in current:
+                stop_taking_jobs(worker)
+
+        def reload(new: Settings, new_adapters: Mapping[str, VendorAdapter]) -> None:
+            for worker in current:
+                apply_worker_settings(worker, new, new_adapters)
+
+        control.on_drain.append(drain)
+        control.on_reload.append(reload)
     metrics = DeliveryMetrics.of(settings, telemetry.registry if telemetry else None)
 
     def running() -> bool:
         return bool(current) and worker_running(current[0])
 
     metrics.worker_running.set_function(lambda: 1.0 if running() else 0.0)
-    task = asyncio.create_task(supervise_worker(settings, redis_url, adapters, current, metrics))
+    task = asyncio.create_task(
+        supervise_worker(settings, redis_url, adapters, current, metrics, control)
+    )
     try:
         yield running
     finally:
         if current and not task.done():
+            grace_s = control.remaining_s() if control else settings.shutdown_grace_s
             with contextlib.suppress(Exception):
-                await stop_worker(current[0], SHUTDOWN_GRACE_S)
+                await stop_worker(current[0], grace_s)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -222,9 +239,12 @@ async def running_gateway(
     redis_url: str,
     adapters: Mapping[str, VendorAdapter],
     telemetry: Telemetry | None = None,
+    control: ProcessControl | None = None,
 ) -> AsyncIterator[str]:
     """The gateway on its own Redis pool; yields its base URL. Its /metrics serves
-    `telemetry` (a registry of its own without it)."""
+    `telemetry` (a registry of its own without it). With `control`, a drain makes /readyz
+    answer 503 at once and keeps serving `gateway.drain_delay_s` before the listener closes;
+    a reload reaches the app's settings."""
     redis = connect(redis_url, socket_timeout=5, socket_connect_timeout=2)
     store = Store(redis, settings.retention.events_s)
     app = create_gateway_app(
@@ -234,13 +254,28 @@ async def running_gateway(
         vendor_fields_check(adapters),
         telemetry=telemetry,
     )
+    if control is not None:
+        control.on_drain.append(lambda: setattr(app[LIFECYCLE], "shutting_down", True))
+        control.on_reload.append(
+            lambda new, new_adapters: apply_gateway_settings(
+                app, new, make_previewer(store, new_adapters), vendor_fields_check(new_adapters)
+            )
+        )
+    grace_s = settings.shutdown_grace_s - settings.gateway.drain_delay_s
     try:
         limits = ConnectionLimits.of(settings.gateway)
         async with serving(
-            app, settings.gateway.host, settings.gateway.port, limits, access_log=True
+            app,
+            settings.gateway.host,
+            settings.gateway.port,
+            limits,
+            access_log=True,
+            shutdown_timeout=max(0.0, grace_s),
         ) as url:
             log.info("gateway_listening", url=url)
             yield url
+            if control is not None and control.gateway_delay_s() > 0:
+                await asyncio.sleep(control.gateway_delay_s())
     finally:
         await redis.aclose()
 
@@ -262,12 +297,19 @@ async def running_sandbox(settings: Settings) -> AsyncIterator[str]:
 
 
 async def run(
-    settings: Settings, *, gateway: bool, worker: bool, sandbox: bool, embedded: bool
+    settings: Settings,
+    *,
+    gateway: bool,
+    worker: bool,
+    sandbox: bool,
+    embedded: bool,
+    config_path: str | None = None,
 ) -> None:
     """Run the chosen parts until SIGINT/SIGTERM, then stop them in reverse order. One
     registry of metrics for the process: `usersync run` serves it on the gateway's /metrics
     and on the worker's port alike."""
     adapters = build_adapters(settings)
+    control = ProcessControl(settings, adapters, config_path)
     telemetry = Telemetry()
     async with contextlib.AsyncExitStack() as stack:
         if sandbox:
@@ -276,7 +318,7 @@ async def run(
             redis_url = stack.enter_context(redis_url_for(settings, embedded_allowed=embedded))
             if worker:
                 running = await stack.enter_async_context(
-                    running_worker(settings, redis_url, adapters, telemetry)
+                    running_worker(settings, redis_url, adapters, telemetry, control)
                 )
                 if settings.worker.metrics_port:
                     await stack.enter_async_context(
@@ -284,8 +326,8 @@ async def run(
                     )
             if gateway:
                 await stack.enter_async_context(
-                    running_gateway(settings, redis_url, adapters, telemetry)
+                    running_gateway(settings, redis_url, adapters, telemetry, control)
                 )
         log.info("usersync_ready", gateway=gateway, worker=worker, sandbox=sandbox)
-        await wait_for_signal()
-        log.info("usersync_stopping")
+        await control.wait_for_stop()  # reloads on SIGHUP meanwhile
+    log.info("usersync_stopped", signal=control.signal)

@@ -122,6 +122,10 @@ class DeliveryEngine:
             )
         except Exception:  # noqa: BLE001 - Redis may be why we are here; the lease then expires
             log.warning("lease_release_failed", outcome="lease_expires")
+            return
+        job_id = run.token.rpartition(":")[0]  # the pair's job runs again: no event is lost
+        refs = [pending.ref for pending in run.batch.pending]
+        log.info("lease_released", job_id=job_id, events=refs, outcome="handed_back")
 
     async def _decide(self, run: Run) -> Commit:
         adapter = self.adapters.get(run.target)

@@ -134,12 +134,13 @@ async def stop_worker(worker: Worker, grace_s: float) -> None:
     jobs cancelled before their function started, raise CancelledError, and skip closing the
     Redis pool and our HTTP session, so it only runs once nothing is left to cancel.
     """
-    worker.allow_pick_jobs = False
-    worker.burst = True
-    worker.max_burst_jobs = 0  # the poll loop returns at its next turn
+    stop_taking_jobs(worker)
     running = [task for task in worker.tasks.values() if not task.done()]
     if running:
         await asyncio.wait(running, timeout=grace_s)
+    left = sorted(job_id for job_id, task in worker.tasks.items() if not task.done())
+    if left:  # each run's lease is given back as it is cancelled (log lease_released)
+        log.warning("shutdown_handed_back", jobs=left, count=len(left), grace_s=grace_s)
     for task in worker.tasks.values():
         task.cancel()
     await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
@@ -150,3 +151,33 @@ async def stop_worker(worker: Worker, grace_s: float) -> None:
             await asyncio.wait([worker.main_task])
     worker.tasks.clear()
     await worker.close()
+
+
+def stop_taking_jobs(worker: Worker) -> None:
+    """The drain's start: no new job is taken; those running go on (see `stop_worker`)."""
+    worker.allow_pick_jobs = False
+    worker.burst = True
+    worker.max_burst_jobs = 0  # the poll loop returns at its next turn
+
+
+def apply_settings(
+    worker: Worker, settings: Settings, adapters: Mapping[str, VendorAdapter]
+) -> None:
+    """New settings for the jobs a running worker starts from now on (SIGHUP): a new engine
+    in the worker's context, which `deliver` reads as each job starts, so a job already
+    running finishes on the engine (settings, adapters) it started with. The HTTP session,
+    the Redis clients, the metrics and each vendor's in-flight limit (when its size is
+    unchanged: the calls in flight hold it) carry over. A worker not started yet starts
+    with the settings it was built with; its supervisor builds the next one with these."""
+    old = worker.ctx.get("engine")
+    if not isinstance(old, DeliveryEngine):
+        return
+    new = DeliveryEngine(
+        settings, old.pairs, old.guard, adapters, old.session, old.random, metrics=old.metrics
+    )
+    for name, bulkhead in old.bulkheads.items():
+        if name in new.bulkheads and settings.in_flight_limit(name) == old.settings.in_flight_limit(
+            name
+        ):
+            new.bulkheads[name] = bulkhead
+    worker.ctx["engine"] = new
