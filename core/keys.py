@@ -71,6 +71,14 @@ def pending(target: str, user_id: str) -> str:
     return f"{PREFIX}pending:{target}:{user_id}"
 
 
+def waiting(target: str) -> str:
+    """Sorted set: every event waiting for the vendor instance, whatever the user (member: its
+    ref, score: when it started waiting, ms: received, or replayed). The ingest, commit and
+    replay scripts keep it with the pending sets, so `/metrics` reads the vendor's backlog and
+    its oldest wait in two cheap commands (`core.metrics`)."""
+    return f"{PREFIX}waiting:{target}"
+
+
 def applied(target: str, user_id: str) -> str:
     """Hash: field key -> order key of the newest value the vendor has acknowledged."""
     return f"{PREFIX}applied:{target}:{user_id}"
@@ -276,6 +284,7 @@ LAYOUT: Mapping[Callable[..., str], Fields | None] = {
     profile: Fields(PROFILE_PARTS, (PROFILE_ORDER_PREFIX,)),
     pair: Fields((PAIR_JOB, PAIR_SLOT, PAIR_ISOLATE)),
     pending: None,
+    waiting: None,
     applied: Fields(data=True),
     lease: None,
     vendor: Fields(

@@ -1,11 +1,12 @@
 """What operators watch of the whole deployment: each vendor instance's state, and the values
 `/metrics` reads from Redis at scrape time.
 
-These numbers live in Redis (the queue, the dead-letter index, each vendor's breaker, rate
-and counters, shared by all processes), so every gateway
+These numbers live in Redis (the queue, the backlog of each vendor instance, the dead-letter
+index, each vendor's breaker, rate and counters, shared by all processes), so every gateway
 answers the same ones: a dashboard takes `max by (vendor)` across gateways, never the sum.
 `ClusterState` is a `core.telemetry.RedisReader`: before each scrape it fetches a `Snapshot`
-(a few round trips), then the registry renders it. While Redis does not answer they are left out (the
+(a few round trips, bounded whatever the backlog: per vendor a ZCARD and a ZRANGE of one
+entry), then the registry renders it. While Redis does not answer they are left out (the
 scrape still answers, with `usersync_redis_up 0`): a stale value would hide the outage.
 """
 
@@ -24,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from config.settings import Settings
+from core import keys
 from core.dead_letters import DeadLetters
 from core.telemetry import CONTENT_TYPE, READ_TIMEOUT_S
 from core.vendor_guard import VendorGuard
@@ -61,6 +63,15 @@ async def vendor_states(
 
 
 @dataclass(frozen=True)
+class Backlog:
+    """The deliveries waiting for one vendor instance (`keys.waiting`)."""
+
+    waiting: int
+    oldest_age_s: float
+    """How long the oldest of them has waited (0 when none does)."""
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The values of one scrape."""
 
@@ -68,6 +79,23 @@ class Snapshot:
     queue_due: int
     dead_letters: int
     vendors: Mapping[str, Mapping[str, Any]]
+    backlog: Mapping[str, Backlog]
+
+
+async def backlogs(redis: Redis, vendors: Iterable[str], now_ms: int) -> dict[str, Backlog]:
+    """Each vendor instance's waiting deliveries and the age of the oldest, one round trip."""
+    names = list(vendors)
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.zcard(keys.waiting(name))
+            pipe.zrange(keys.waiting(name), 0, 0, withscores=True)
+        replies = await pipe.execute()
+    result = {}
+    for n, name in enumerate(names):
+        count, oldest = int(replies[2 * n]), replies[2 * n + 1]
+        age_ms = max(0.0, now_ms - float(oldest[0][1])) if oldest else 0.0
+        result[name] = Backlog(count, round(age_ms / 1000, 3))
+    return result
 
 
 async def snapshot(
@@ -88,6 +116,7 @@ async def snapshot(
         queue_due=int(due),
         dead_letters=total,
         vendors=await vendor_states(settings, guard, dead_letters, now_ms),
+        backlog=await backlogs(redis, settings.vendors, now_ms),
     )
 
 
@@ -144,7 +173,28 @@ def collect(values: Snapshot) -> Iterable[Metric]:
     yield GaugeMetricFamily(
         "usersync_dead_letters", "Dead letters of all vendors.", value=values.dead_letters
     )
+    yield from _backlog(values.backlog)
     yield from _vendors(values.vendors)
+
+
+def _backlog(backlog: Mapping[str, Backlog]) -> Iterable[Metric]:
+    waiting = GaugeMetricFamily(
+        "usersync_vendor_waiting_deliveries",
+        "Deliveries (event, vendor instance) accepted and not yet delivered, skipped or dead: "
+        "due, in retry backoff, or held by the circuit or the rate.",
+        labels=["vendor"],
+    )
+    oldest = GaugeMetricFamily(
+        "usersync_vendor_oldest_waiting_age_seconds",
+        "How long the oldest waiting delivery has waited since it was received (or "
+        "replayed); 0 when none waits.",
+        labels=["vendor"],
+    )
+    for name, each in backlog.items():
+        waiting.add_metric([name], each.waiting)
+        oldest.add_metric([name], each.oldest_age_s)
+    yield waiting
+    yield oldest
 
 
 def _vendors(vendors: Mapping[str, Mapping[str, Any]]) -> Iterable[Metric]:

@@ -250,6 +250,7 @@ class PairQueue:
                 keys.DEAD_LETTERS,
                 keys.dead_letters_of(target),
                 keys.held(target),
+                keys.waiting(target),
             ],
             args,
         )
@@ -275,6 +276,7 @@ class PairQueue:
                 keys.dead_letters_of(target),
                 self.queue_name,
                 keys.JOB_SEQUENCE,
+                keys.waiting(target),
             ],
             args=[
                 keys.dead_letter_id(source, event_id, target),

@@ -204,6 +204,7 @@ class Store:
         for target in record.targets:
             key_list += [keys.pair(target, record.user_id), keys.pending(target, record.user_id)]
         key_list += [keys.JOB_SEQUENCE, keys.link_setters(record.user_id)]
+        key_list += [keys.waiting(target) for target in record.targets]
         rest = [
             received_at,
             self.retention_ms,

@@ -21,7 +21,7 @@ rate hold calls off for no reason (seen in the soak benchmark). Tests pass an ex
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,6 +40,10 @@ MIN_RATE_FACTOR = 0.05
 
 Verdict = Literal["go", "probe", "open", "paused", "rate"]
 CallOutcome = Literal["success", "refused", "failure", "throttled"]
+CircuitTransition = Literal["open", "half_open", "closed"]
+"""The state a circuit moved into."""
+TransitionHook = Callable[[str, CircuitTransition], None]
+"""Told (vendor instance, new state) of each transition this process caused (its metrics)."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,15 @@ class Permit:
 class VendorGuard:
     """The breaker and rate scripts bound to one Redis client; holds no other state."""
 
-    def __init__(self, redis: Redis, queue_name: str = default_queue_name) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        queue_name: str = default_queue_name,
+        on_transition: TransitionHook | None = None,
+    ) -> None:
         self.redis = redis
         self.queue_name = queue_name
+        self.on_transition = on_transition
         self._commands: Any = redis
         self._permit = redis.register_script(load_lua(keys.Script.VENDOR_PERMIT))
         self._record = redis.register_script(load_lua(keys.Script.VENDOR_RECORD))
@@ -97,6 +107,7 @@ class VendorGuard:
                 failures=int(reply[3]),
                 cooldown_s=int(reply[4]) / 1000,
             )
+            self._transitioned(name, "half_open")
         slot = int(reply[2]) if len(reply) > 2 and reply[2] else None
         return Permit(verdict, int(reply[1]), slot)
 
@@ -144,8 +155,12 @@ class VendorGuard:
             self._record,
             [keys.vendor(name), keys.probe(name), keys.held(name), self.queue_name],
             args,
-            on_reply=lambda reply: log_transition(name, reply),
+            on_reply=lambda reply: self._transitioned(name, log_transition(name, reply)),
         )
+
+    def _transitioned(self, name: str, to: CircuitTransition | None) -> None:
+        if to is not None and self.on_transition is not None:
+            self.on_transition(name, to)
 
     async def state(self, name: str, settings: VendorSettings, now_ms: int) -> dict[str, Any]:
         """What operators see of an instance (`GET /v1/vendors`, `usersync vendors`)."""
@@ -188,10 +203,10 @@ class VendorGuard:
         }
 
 
-def log_transition(name: str, reply: Any) -> None:
+def log_transition(name: str, reply: Any) -> CircuitTransition | None:
     """Log what the record script says of the circuit: opened (with the consecutive failures
     and the cool-down it holds calls off for; `probe_failed` when a half-open probe failed)
-    or closed (with the failures and cool-down it had)."""
+    or closed (with the failures and cool-down it had). The state it moved into, if any."""
     transition = reply[0].decode() if isinstance(reply, list) and reply else "none"
     if transition == "circuit_opened":
         log.warning(
@@ -201,10 +216,13 @@ def log_transition(name: str, reply: Any) -> None:
             cooldown_s=int(reply[2]) / 1000,
             probe_failed=bool(int(reply[3])),
         )
-    elif transition == "circuit_closed":
+        return "open"
+    if transition == "circuit_closed":
         log.info(
             "circuit_closed", vendor=name, failures=int(reply[1]), cooldown_s=int(reply[2]) / 1000
         )
+        return "closed"
+    return None
 
 
 def _current_factor(fields: Mapping[str, str], now_ms: int, recovery_ms: float) -> float:

@@ -133,7 +133,8 @@ def make_raw_settings(redis_url: str, sandbox_url: str, **overrides: Any) -> dic
             {"name": "hris", "token": HRIS_TOKEN},
             {"name": "idp", "token": IDP_TOKEN, "allowed_targets": ["fleet-eu"]},
         ],
-        "worker": {"concurrency": 10, "poll_delay_s": 0.01, "job_timeout_s": 10},
+        # metrics_port 0: no worker binds a fixed port (tests/test_metrics.py gives its own)
+        "worker": {"concurrency": 10, "poll_delay_s": 0.01, "job_timeout_s": 10, "metrics_port": 0},
         "vendors": vendors,
         "secrets": {"keys": [SECRET_KEY]},
     }

@@ -5,6 +5,8 @@ every /metrics still answering while Redis is down."""
 
 from __future__ import annotations
 
+import io
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,20 +17,24 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from config.settings import Settings
-from core import __version__
+from core import __version__, keys
 from core.telemetry import Telemetry
 from tests.conftest import (
+    USER_IDS,
     Gateway,
     Sandbox,
     event,
+    log_lines,
+    make_raw_settings,
     make_settings,
     running_gateway,
     start_usersync,
     stop,
     wait_ready,
+    wait_until,
     write_config,
 )
-from tests.test_dead_letters import post_final
+from tests.test_dead_letters import admin, post_final
 from usersync import runtime
 from usersync.redis_server import EmbeddedRedis, free_port
 from workers.vendors.registry import build_adapters
@@ -116,7 +122,7 @@ async def test_metrics_answer_while_redis_is_down(
             server.start()
             again = await scrape(http, url)
             assert value(again, "usersync_redis_up") == 1
-            assert value(again, "usersync_vendor_circuit_state", vendor="fleet-eu") == 0
+            assert value(again, "usersync_vendor_waiting_deliveries", vendor="fleet-eu") == 0
     finally:
         server.stop()
 
@@ -165,9 +171,112 @@ async def test_one_process_exports_gateway_and_delivery_metrics(
     assert 0 < latency_s <= scraped - posted + 0.002
 
 
+async def test_backlog_follows_the_waiting_deliveries(
+    settings: Settings, redis: Redis, sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    """Without a worker, two accepted events wait for each target: waiting 2, the oldest as old
+    as the first event; delivered, the backlog reads 0; a dead one leaves it, a replayed one
+    waits again."""
+    async with running_gateway(settings) as url:
+        gateway = Gateway(url, http)
+        before_first = time.time()
+        assert (await gateway.post(event("evt-1")))[0] == 202
+        first_stored = time.time()
+        other = {"id": "emp-43", "version": 1, "external_ids": USER_IDS}
+        assert (await gateway.post(event("evt-2", user=other)))[0] == 202
+        scraped_from = time.time()
+        samples = await scrape(http, url)
+        scraped_to = time.time()
+        for vendor in ("mileapp", "fleet-eu", "plaspy", "partoo"):
+            assert value(samples, "usersync_vendor_waiting_deliveries", vendor=vendor) == 2
+            age = value(samples, "usersync_vendor_oldest_waiting_age_seconds", vendor=vendor)
+            assert scraped_from - first_stored - 0.002 <= age <= scraped_to - before_first + 0.002
+        assert await redis.zrange(keys.waiting("partoo"), 0, -1) == [b"hris:evt-1", b"hris:evt-2"]
+
+        await sandbox.fault("partoo", status=400, count=1)
+        async with runtime.running_worker(settings, url_of(settings), build_adapters(settings)):
+            await gateway.wait_final("evt-1")
+            await gateway.wait_final("evt-2")
+        samples = await scrape(http, url)
+        for vendor in ("mileapp", "fleet-eu", "plaspy", "partoo"):
+            assert value(samples, "usersync_vendor_waiting_deliveries", vendor=vendor) == 0
+            assert value(samples, "usersync_vendor_oldest_waiting_age_seconds", vendor=vendor) == 0
+        assert value(samples, "usersync_vendor_dead_letters", vendor="partoo") == 1
+
+        (letter,) = (await admin(gateway, "GET", "/v1/dead-letters"))[1]["dead_letters"]
+        status, _ = await admin(gateway, "POST", f"/v1/dead-letters/{letter['id']}/replay")
+        assert status == 202
+        samples = await scrape(http, url)
+        assert value(samples, "usersync_vendor_waiting_deliveries", vendor="partoo") == 1
+        assert value(samples, "usersync_vendor_dead_letters", vendor="partoo") == 0
+
+
 def url_of(settings: Settings) -> str:
     assert settings.redis.url is not None
     return settings.redis.url
+
+
+async def test_circuit_transitions_and_waits_are_counted(
+    redis_server: EmbeddedRedis, redis: Redis, sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    """One 503 opens Fleet's circuit (failure threshold 1): its retry waits (`open`); after the
+    cool-down a probe succeeds: one transition each to open, half_open and closed. Plaspy at
+    one call per 5 s: the second user's call waits for a slot (`rate`)."""
+    raw = make_raw_settings(redis_server.url, sandbox.url)
+    raw["vendors"]["fleet-eu"]["circuit_breaker"] = {"failure_threshold": 1, "cooldown_s": 2}
+    raw["vendors"]["plaspy"]["rate_limit"] = {"per_second": 0.2, "burst": 1}
+    settings = make_settings(redis_server.url, sandbox.url, vendors=raw["vendors"])
+    telemetry = Telemetry()
+    adapters = build_adapters(settings)
+    await sandbox.fault("fleet", status=503, count=1)
+    async with (
+        runtime.running_gateway(settings, url_of(settings), adapters, telemetry) as url,
+        runtime.running_worker(settings, url_of(settings), adapters, telemetry),
+    ):
+        gateway = Gateway(url, http)
+        assert (await gateway.post(event("evt-1", targets=["fleet-eu", "plaspy"])))[0] == 202
+        other = {"id": "emp-43", "version": 1, "external_ids": USER_IDS}
+        assert (await gateway.post(event("evt-2", targets=["plaspy"], user=other)))[0] == 202
+        fleet = await gateway.wait_final("evt-1", timeout_s=20)
+        assert fleet["targets"]["fleet-eu"]["status"] == "delivered"
+
+        async def rate_wait() -> bool:
+            samples = parse((await telemetry.render()).decode())
+            deferrals = "usersync_delivery_deferrals_total"
+            return value(samples, deferrals, vendor="plaspy", reason="rate") >= 1
+
+        await wait_until(rate_wait, 10, "plaspy's second call waiting for its rate slot")
+        samples = await scrape(http, url)
+    transitions = "usersync_vendor_circuit_transitions_total"
+    for to in ("open", "half_open", "closed"):
+        assert value(samples, transitions, vendor="fleet-eu", to=to) == 1
+        assert value(samples, transitions, vendor="plaspy", to=to) == 0
+    assert value(samples, "usersync_vendor_circuit_state", vendor="fleet-eu") == 0
+    deferrals = "usersync_delivery_deferrals_total"
+    assert value(samples, deferrals, vendor="fleet-eu", reason="open") >= 1
+    assert value(samples, deferrals, vendor="fleet-eu", reason="rate") == 0
+    calls = "usersync_vendor_call_duration_seconds_count"
+    assert value(samples, calls, vendor="fleet-eu", outcome="failure") == 1
+    assert value(samples, calls, vendor="fleet-eu", outcome="success") == 1
+    assert value(samples, "usersync_deliveries_total", vendor="fleet-eu", status="failed") == 1
+
+
+async def test_a_taken_metrics_port_stops_no_worker(
+    settings: Settings, log_output: io.BytesIO
+) -> None:
+    """A worker whose `metrics_port` another process holds serves no metrics (an error line
+    `worker_metrics_bind_failed` names the port) and goes on: metrics never stop deliveries."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        worker = settings.worker.model_copy(update={"metrics_port": port})
+        taken = settings.model_copy(update={"worker": worker})
+        http_app = runtime.running_worker_http(taken, url_of(settings), Telemetry(), lambda: True)
+        async with http_app as url:
+            assert url is None
+    (line,) = [x for x in log_lines(log_output) if x["event"] == "worker_metrics_bind_failed"]
+    assert (line["level"], line["port"]) == ("error", port)
 
 
 async def probe(http: aiohttp.ClientSession, url: str) -> tuple[int, Mapping[str, Any]]:

@@ -213,22 +213,25 @@ async def running_worker(
 @contextlib.asynccontextmanager
 async def running_worker_http(
     settings: Settings, redis_url: str, telemetry: Telemetry, running: Callable[[], bool]
-) -> AsyncIterator[str]:
-    """The worker's /metrics, /healthz and /readyz on `worker.metrics_port`; yields the URL."""
+) -> AsyncIterator[str | None]:
+    """The worker's /metrics, /healthz and /readyz on `worker.metrics_port`; yields the URL,
+    or None when the port cannot be bound (another worker on the host has it): logged as an
+    error, and the worker delivers all the same (its metrics must not stop deliveries)."""
     redis = connect(redis_url, socket_timeout=2, socket_connect_timeout=1)
     app = create_worker_http_app(telemetry, redis, running)
-    worker, started = settings.worker, False
+    worker = settings.worker
     try:
-        async with serving(app, worker.metrics_host, worker.metrics_port) as url:
-            started = True
-            log.info("worker_metrics_listening", url=url)
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                url = await stack.enter_async_context(
+                    serving(app, worker.metrics_host, worker.metrics_port)
+                )
+            except OSError as exc:
+                log.error("worker_metrics_bind_failed", port=worker.metrics_port, error=str(exc))  # noqa: TRY400 - the message says it
+                url = None
+            else:
+                log.info("worker_metrics_listening", url=url)
             yield url
-    except OSError as exc:
-        if started:
-            raise
-        # a port taken (two workers on one host with the same metrics_port): say so, exit 1
-        log.error("worker_metrics_bind_failed", port=worker.metrics_port, error=str(exc))  # noqa: TRY400 - the message says it
-        raise SystemExit(1) from None
     finally:
         await redis.aclose()
 

@@ -3,20 +3,22 @@ event's receipt to its delivery, settled deliveries and deferred runs.
 
 Counted per process (sum them across workers); the vendor's shared state (circuit, rate,
 dead letters, backlog) is read from Redis by `core.metrics`. One `DeliveryMetrics` lives as
-long as the process, across arq workers restarted after losing Redis, and every labelled
-child is made once here (the vendors are known from the settings), so a run only looks one up.
+long as the process, across arq workers restarted after losing Redis and settings reloaded,
+and every labelled child is made once (for the configured vendors, here; for one added by a
+reload, on its first use), so a run only looks one up.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from config.settings import Settings
 from core.status import DeliveryState
-from core.vendor_guard import CallOutcome
+from core.vendor_guard import CallOutcome, CircuitTransition
 
 CALL_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """A vendor call: milliseconds on a good day, up to its `timeout_s` (at most tens of s)."""
@@ -43,6 +45,7 @@ DELIVERY_BUCKETS_S = (
 default) through backoffs and open circuits."""
 CALL_OUTCOMES: tuple[CallOutcome, ...] = ("success", "refused", "failure", "throttled")
 SETTLED: tuple[DeliveryState, ...] = ("delivered", "skipped", "failed", "dead")
+TRANSITIONS: tuple[CircuitTransition, ...] = ("open", "half_open", "closed")
 DEFERRALS = ("rate", "open", "paused", "bulkhead")
 """Why a run did not call: the vendor guard's verdicts (rate slot, open circuit, the vendor's
 own pause) and this process's bulkhead (its `max_in_flight` reached)."""
@@ -83,26 +86,53 @@ class DeliveryMetrics:
             ["vendor", "reason"],
             registry=registry,
         )
+        transitions = Counter(
+            "usersync_vendor_circuit_transitions",
+            "Circuit state changes this process caused, by the state moved to: open (failures "
+            "reached the threshold, or a probe failed), half_open (a probe let through), closed "
+            "(a call succeeded).",
+            ["vendor", "to"],
+            registry=registry,
+        )
         self.worker_running = Gauge(
             "usersync_worker_running",
             "1 while this process's arq worker is running (connected, taking jobs), else 0.",
             registry=registry,
         )
+        self.families = {
+            "calls": calls,
+            "latency": latency,
+            "settled": settled,
+            "deferred": deferred,
+            "transitions": transitions,
+        }
         self.calls = {(v, o): calls.labels(v, o) for v in names for o in CALL_OUTCOMES}
-        self.latency = {v: latency.labels(v) for v in names}
+        self.latency = {(v,): latency.labels(v) for v in names}
         self.settled = {(v, s): settled.labels(v, s) for v in names for s in SETTLED}
         self.deferred = {(v, r): deferred.labels(v, r) for v in names for r in DEFERRALS}
+        self.transitions = {(v, t): transitions.labels(v, t) for v in names for t in TRANSITIONS}
 
     @classmethod
     def of(cls, settings: Settings, registry: CollectorRegistry | None = None) -> DeliveryMetrics:
         """For the configured vendors; a registry of their own unless given one."""
         return cls(registry or CollectorRegistry(), settings.vendors)
 
+    def _child(self, family: str, children: dict[Any, Any], key: tuple[str, ...]) -> Any:
+        """The labelled child of `key`, made on first use (a vendor added by a reload)."""
+        child = children.get(key)
+        if child is None:
+            child = children[key] = self.families[family].labels(*key)
+        return child
+
     def call(self, vendor: str, outcome: CallOutcome, seconds: float) -> None:
-        self.calls[(vendor, outcome)].observe(seconds)
+        self._child("calls", self.calls, (vendor, outcome)).observe(seconds)
 
     def deferral(self, vendor: str, reason: str) -> None:
-        self.deferred[(vendor, reason)].inc()
+        self._child("deferred", self.deferred, (vendor, reason)).inc()
+
+    def transition(self, vendor: str, to: CircuitTransition) -> None:
+        """A `core.vendor_guard.TransitionHook`."""
+        self._child("transitions", self.transitions, (vendor, to)).inc()
 
     def committed(
         self, vendor: str, settled: dict[DeliveryState, int], received_at: list[str], now: float
@@ -110,11 +140,11 @@ class DeliveryMetrics:
         """A run's commit landed: count its settled deliveries, and for each delivered one
         the time since its event was received (`received_at`, UTC ISO; `now`, unix s)."""
         for state, n in settled.items():
-            if (vendor, state) in self.settled:
-                self.settled[(vendor, state)].inc(n)
-        latency = self.latency.get(vendor)
-        if latency is None:
+            if state in SETTLED:
+                self._child("settled", self.settled, (vendor, state)).inc(n)
+        if not received_at:
             return
+        latency = self._child("latency", self.latency, (vendor,))
         for received in received_at:
             since = dt.datetime.fromisoformat(received).timestamp()
             latency.observe(max(0.0, now - since))

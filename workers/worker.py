@@ -81,8 +81,9 @@ def build_worker(
         pairs = PairQueue(redis, settings.retention.events_s)
         ctx["session"] = session
         ctx[ENGINE_REDIS] = redis
+        guard = VendorGuard(redis, on_transition=instruments.transition)
         ctx["engine"] = DeliveryEngine(
-            settings, pairs, VendorGuard(redis), adapters, session, metrics=instruments
+            settings, pairs, guard, adapters, session, metrics=instruments
         )
         log.info(
             "worker_started", concurrency=settings.worker.concurrency, vendors=sorted(adapters)

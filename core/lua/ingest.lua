@@ -8,7 +8,8 @@ if existing then return existing end
 -- takes to decode them): received_at, ttl, now, ref, order, arq's job key prefix, targets
 -- [[name, status, job prefix, job], ...], links [[vendor, id], ...], name parts
 -- [[part, value, clear], ...], the source, its link mode. KEYS: event, links, profile,
--- queue, then pair and pending key of each target, then the job sequence, the link setters.
+-- queue, then pair and pending key of each target, then the job sequence, the link setters,
+-- then each target's waiting set (its backlog, for /metrics: scored by `now`).
 local a = cjson.decode(ARGV[3])
 local received_at, ttl, now, ref, order, job_key_prefix = a[1], a[2], a[3], a[4], a[5], a[6]
 local targets, links, parts, source, link_mode = a[7], a[8], a[9], a[10], a[11]
@@ -32,6 +33,7 @@ for t = 1, #targets do
   local pair, pending = KEYS[5 + 2 * (t - 1)], KEYS[6 + 2 * (t - 1)]
   redis.call('HSET', KEYS[1], '${EVENT_STATUS_PREFIX}' .. target[1], target[2])
   redis.call('ZADD', pending, order, ref)
+  redis.call('ZADD', KEYS[#targets * 2 + 6 + t], now, ref)
   if not redis.call('HGET', pair, '${PAIR_JOB}') then
     schedule(pair, target[3], target[4], now, ttl, KEYS[4], seq, job_key_prefix)
   end

@@ -2,7 +2,8 @@
 -- A pair job's run ends: everything it writes, fenced by its lease token, and the pair's next
 -- job (core.pairs.PairQueue.commit).
 -- KEYS: pair, pending, applied, lease, arq queue, job sequence, dead letters, the target's
--- dead letters, the target's held jobs.
+-- dead letters, the target's held jobs, the target's waiting set (a ref leaves it with the
+-- pending set).
 -- ARGV: token, now, ttl, job prefix, job payload, arq job key prefix, event key prefix,
 -- target, mode, at, slot, isolate, held, n updates, then 5 per update, then n applied, then 2
 -- per applied field.
@@ -23,7 +24,10 @@ for u = 1, tonumber(ARGV[14]) do
       dead = true
     end
   end
-  if remove == '1' then redis.call('ZREM', KEYS[2], ref) end
+  if remove == '1' then
+    redis.call('ZREM', KEYS[2], ref)
+    redis.call('ZREM', KEYS[10], ref)
+  end
 end
 if dead then
   redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - ttl)
