@@ -364,8 +364,10 @@ class SandboxSettings(_Strict):
 class RetentionSettings(_Strict):
     events_s: int = Field(
         default=7 * 86400,
-        ge=60,
-        description="how long event status and the event_id dedupe record are kept",
+        ge=5,
+        description="how long an event's status and its event_id dedupe record are kept "
+        "once every target is delivered, skipped or dead (an event still owed to a target "
+        "is kept however long that takes); also how long dead letters are listed",
     )
 
 
@@ -463,12 +465,6 @@ class Settings(_Strict):
                 yield (
                     f"vendors.{name}.timeout_s: {vendor.timeout_s} must be below "
                     f"worker.job_timeout_s ({self.worker.job_timeout_s}), or arq cancels the call"
-                )
-            if vendor.retry.max_age_s > self.retention.events_s:
-                yield (
-                    f"vendors.{name}.retry.max_age_s: {vendor.retry.max_age_s} must not exceed "
-                    f"retention.events_s ({self.retention.events_s}): an event is kept only that "
-                    "long"
                 )
 
     def _credential_checks(self) -> None:

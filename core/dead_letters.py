@@ -11,8 +11,10 @@ attempt history. The index is the authority on what is a dead letter:
   overwrites a field the vendor already has newer (the worker skips it as `stale`);
 - *purge* takes the letter out of both indexes only; the event's status stays `dead`.
 
-An index entry can outlive its event (the event hash expires `retention.events_s` after it was
-received, the entry that long after the death): such a letter is shown as `expired`, cannot be
+An index entry can outlive its event (the event hash expires `retention.events_s` after its
+last target became final, the entry that long after the death; a worker that finds a pending
+event's hash gone, evicted or removed by hand, indexes it dead): such a letter is shown as
+`expired`, cannot be
 replayed (410), and replaying or purging it drops it. Entries older than the retention are
 trimmed when the index is read, as the worker trims them when it adds one.
 """

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from core.status import FINAL_STATES as _FINAL_STATES
+
 PREFIX = "usersync:"
 DEAD_LETTERS = PREFIX + "dead"
 """Sorted set of dead deliveries (member: a `dead_letter_id`, score = time of death, ms)."""
@@ -179,6 +181,11 @@ EVENT_STATUS_PREFIX = "t:"
 """Event hash: + a target: that target's status (`core.status.TargetStatus` JSON)."""
 EVENT_HISTORY_PREFIX = "h:"
 """Event hash: + a target: that target's attempt history (JSON list, the last 20)."""
+
+
+FINAL_STATES = tuple(sorted(_FINAL_STATES))
+"""The target states that owe nothing more (`core.status.FINAL_STATES`), for the scripts: an
+event hash gets its retention TTL only once every target is in one of them."""
 
 
 def status_field(target: str) -> str:

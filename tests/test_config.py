@@ -49,10 +49,6 @@ def test_secrets_do_not_appear_in_settings_repr(tmp_path: Path) -> None:
         ),
         ("redis: {url: 'http://x'}", "redis.url"),
         (
-            f"vendors: {{v: {{{VENDOR}, retry: {{max_age_s: 90000}}}}}}\nretention: {{events_s: 86400}}",
-            "vendors.v.retry.max_age_s",
-        ),
-        (
             f"vendors: {{v: {{{VENDOR}, circuit_breaker: {{failure_threshold: 0}}}}}}",
             "failure_threshold",
         ),

@@ -177,8 +177,10 @@ class DeliveryEngine:
         candidates = []
         for pending in run.batch.pending:
             if pending.event_json is None or pending.status_json is None:
-                log.warning("pending_event_missing", ref=pending.ref, outcome="dropped")
-                run.drop(pending)
+                log.error(
+                    "pending_event_missing", ref=pending.ref, outcome="dead", reason="expired"
+                )
+                run.expire(pending)
                 continue
             status = TargetStatus.from_json(pending.status_json)
             if status.final:  # a ref that was already settled: nothing left to do

@@ -75,6 +75,13 @@ class Run:
         """Take a ref out of the pair without writing its event (gone, or already final)."""
         self.updates.append(EventUpdate(pending.ref, b"", b"", remove=True))
 
+    def expire(self, pending: PendingRef) -> None:
+        """A ref whose event record is gone (evicted, or removed by hand): the event cannot
+        be delivered, so the delivery is `dead` (`expired`), indexed as a dead letter and
+        counted, never dropped silently. Its status cannot be written: there is no hash."""
+        self.settled["dead"] = self.settled.get("dead", 0) + 1
+        self.updates.append(EventUpdate(pending.ref, b"", b"", remove=True, dead=True))
+
     def settle(
         self, candidate: Candidate, state: DeliveryState, error: str | None, **outcome: Any
     ) -> None:

@@ -35,10 +35,12 @@ for t = 1, #targets do
   redis.call('ZADD', pending, order, ref)
   redis.call('ZADD', KEYS[#targets * 2 + 6 + t], now, ref)
   if not redis.call('HGET', pair, '${PAIR_JOB}') then
-    schedule(pair, target[3], target[4], now, ttl, KEYS[4], seq, job_key_prefix)
+    schedule(pair, target[3], target[4], now, KEYS[4], seq, job_key_prefix)
   end
 end
-redis.call('PEXPIRE', KEYS[1], ttl)
+-- An event waiting for a target has no TTL: the commit that makes its last target final
+-- sets it (pair_commit), so a backlog older than the retention loses nothing.
+if #targets == 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 -- A link is written, with who set it and when, only when its id is new or different; the
 -- reply names each changed one with its old id ({'changed', vendor, old id, ...}).
 local changed = {'changed'}

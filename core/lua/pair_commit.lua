@@ -7,6 +7,20 @@
 -- ARGV: token, now, ttl, job prefix, job payload, arq job key prefix, event key prefix,
 -- target, mode, at, slot, isolate, held, n updates, then 5 per update, then n applied, then 2
 -- per applied field.
+local final_states = {}
+for _, state in ipairs({${FINAL_STATES}}) do final_states[state] = true end
+-- whether every target of the event is delivered, skipped or dead (its statuses are JSON)
+local function all_final(event_key)
+  local fields = redis.call('HGETALL', event_key)
+  local prefix = '${EVENT_STATUS_PREFIX}'
+  for f = 1, #fields, 2 do
+    if string.sub(fields[f], 1, #prefix) == prefix
+        and not final_states[cjson.decode(fields[f + 1])['status']] then
+      return false
+    end
+  end
+  return true
+end
 if redis.call('GET', KEYS[4]) ~= ARGV[1] then return 'lost' end
 local now, ttl, target = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[8]
 local i = 15
@@ -18,11 +32,15 @@ for u = 1, tonumber(ARGV[14]) do
   if status ~= '' and redis.call('EXISTS', event_key) == 1 then
     redis.call('HSET', event_key, '${EVENT_STATUS_PREFIX}' .. target, status,
                '${EVENT_HISTORY_PREFIX}' .. target, history)
-    if is_dead == '1' then
-      redis.call('ZADD', KEYS[7], now, ref .. '${DEAD_LETTER_SEPARATOR}' .. target)
-      redis.call('ZADD', KEYS[8], now, ref .. '${DEAD_LETTER_SEPARATOR}' .. target)
-      dead = true
-    end
+    -- retention runs from the event's last final target: never while one still owes it
+    if all_final(event_key) then redis.call('PEXPIRE', event_key, ttl)
+    else redis.call('PERSIST', event_key) end
+  end
+  -- indexed even when the event is gone (it expired: the dead letter shows `expired`)
+  if is_dead == '1' then
+    redis.call('ZADD', KEYS[7], now, ref .. '${DEAD_LETTER_SEPARATOR}' .. target)
+    redis.call('ZADD', KEYS[8], now, ref .. '${DEAD_LETTER_SEPARATOR}' .. target)
+    dead = true
   end
   if remove == '1' then
     redis.call('ZREM', KEYS[2], ref)
@@ -49,8 +67,7 @@ elseif ARGV[12] ~= '' then redis.call('HSET', KEYS[1], '${PAIR_ISOLATE}', ARGV[1
 local mode = ARGV[9]
 if mode == 'at' then
   local at = tonumber(ARGV[10])
-  local id = schedule(KEYS[1], ARGV[4], ARGV[5], at, ttl + math.max(0, at - now), KEYS[5],
-                      KEYS[6], ARGV[6])
+  local id = schedule(KEYS[1], ARGV[4], ARGV[5], at, KEYS[5], KEYS[6], ARGV[6])
   if ARGV[13] == '1' then
     redis.call('ZADD', KEYS[9], at, id)
     -- jobs long due have run (and re-listed themselves if still held): keep the set small
@@ -58,7 +75,7 @@ if mode == 'at' then
   end
 elseif mode == 'next' then
   if redis.call('ZCARD', KEYS[2]) > 0 then
-    schedule(KEYS[1], ARGV[4], ARGV[5], now, ttl, KEYS[5], KEYS[6], ARGV[6])
+    schedule(KEYS[1], ARGV[4], ARGV[5], now, KEYS[5], KEYS[6], ARGV[6])
   else
     redis.call('DEL', KEYS[1])
   end

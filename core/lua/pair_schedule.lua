@@ -1,12 +1,13 @@
 -- schedule(): give a pair its next arq job, for every script that may (ingest, commit,
--- replay). The job is written in arq's own format (core.pairs.job_payload), with a key TTL
--- that outlives the wait, so arq never drops it as expired. Its score carries a fraction of a
+-- replay). The job is written in arq's own format (core.pairs.job_payload), with no TTL: arq
+-- deletes it when the job ends, and a job key that expired while no worker ran would make arq
+-- drop the job, leaving its pair with work and no job. Its score carries a fraction of a
 -- millisecond from the job sequence (arq runs a job once its score is at most now, in whole
 -- ms: at most 1 ms later).
-local function schedule(pair_key, job_prefix, payload, at, ttl, queue, seq, job_key_prefix)
+local function schedule(pair_key, job_prefix, payload, at, queue, seq, job_key_prefix)
   local n = redis.call('INCR', seq)
   local id = job_prefix .. n
-  redis.call('SET', job_key_prefix .. id, payload, 'PX', ttl)
+  redis.call('SET', job_key_prefix .. id, payload)
   -- jobs of one millisecond are taken in score order, then by id, which sorts by vendor:
   -- a fraction of a ms from the sequence keeps them in the order they were scheduled, so a
   -- burst's jobs interleave its vendors instead of filling a poll with one vendor's
