@@ -18,14 +18,23 @@ from scim2_models import (
     ListResponse,
     PatchOp,
     ResourceType,
-    Schema,
     ServiceProviderConfig,
     User,
 )
+from scim2_models import Schema as ScimSchema
 from scim2_models.urn import URN
 
 from core.scim_attributes import LINKS_SCHEMA
-from gateway.routing import JSON, Answer, Parameter, Route, Tag, path_parameter, query_parameter
+from gateway.routing import (
+    JSON,
+    Answer,
+    Parameter,
+    Route,
+    Schema,
+    Tag,
+    path_parameter,
+    query_parameter,
+)
 from gateway.scim import routes
 from gateway.scim.errors import SCIM_JSON
 from gateway.scim.routes import USERS
@@ -46,7 +55,9 @@ SCIM_TAG = Tag(
     "SCIM 2.0 service provider (RFC 7643/7644) for identity providers: a source with "
     "`scim: true`, its bearer token",
 )
-_ID = path_parameter("id", "^[0-9a-f-]{36}$", "the resource id usersync assigned (a UUID)")
+_ID = path_parameter(
+    "scim_id", "^[0-9a-f-]{36}$", "the user's `id`: the UUID usersync assigned at creation"
+)
 _ATTRIBUTES = (
     query_parameter(
         "attributes", {"type": "string"}, "comma-separated attributes to return (RFC 7644 §3.9)"
@@ -55,7 +66,11 @@ _ATTRIBUTES = (
         "excludedAttributes", {"type": "string"}, "comma-separated attributes to leave out"
     ),
 )
-_BODY: dict[str, Any] = {SCIM_JSON: ScimUser, JSON: ScimUser}
+_USER_BODY = Schema(
+    lambda ref, _settings: {"allOf": [ref(ScimUser), {"required": ["userName"]}]}, (ScimUser,)
+)
+"""The User resource as a request body: `userName` is required (RFC 7643 §4.1.1)."""
+_BODY: dict[str, Any] = {SCIM_JSON: _USER_BODY, JSON: _USER_BODY}
 _WRITE_ERRORS = (400, 401, 403, 404, 408, 409, 412, 413, 415, 429, 503)
 _READ_ERRORS = (400, 401, 403, 404, 503)
 
@@ -129,7 +144,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     _route(
         "GET",
-        f"{USERS}/{{id}}",
+        f"{USERS}/{{scim_id}}",
         routes.get_user,
         "scimGetUser",
         "One user",
@@ -139,7 +154,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     _route(
         "PUT",
-        f"{USERS}/{{id}}",
+        f"{USERS}/{{scim_id}}",
         routes.replace_user,
         "scimReplaceUser",
         "Replace a user (Okta's update)",
@@ -151,7 +166,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     _route(
         "PATCH",
-        f"{USERS}/{{id}}",
+        f"{USERS}/{{scim_id}}",
         routes.patch_user,
         "scimPatchUser",
         "Patch a user (add, replace, remove; ops in any case)",
@@ -164,7 +179,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     _route(
         "DELETE",
-        f"{USERS}/{{id}}",
+        f"{USERS}/{{scim_id}}",
         routes.delete_user,
         "scimDeleteUser",
         "Delete a user: deactivated at every vendor (`user.deactivated`)",
@@ -215,7 +230,7 @@ ROUTES: tuple[Route, ...] = (
         routes.list_schemas,
         "scimSchemas",
         "The schemas: User, the enterprise extension, usersync's links extension",
-        {200: _scim("every schema", ListResponse[Schema])},
+        {200: _scim("every schema", ListResponse[ScimSchema])},
         (401, 403, 503),
     ),
     _route(
@@ -224,7 +239,7 @@ ROUTES: tuple[Route, ...] = (
         routes.get_schema,
         "scimSchema",
         "One schema",
-        {200: _scim("the schema", Schema)},
+        {200: _scim("the schema", ScimSchema)},
         (401, 403, 404, 503),
         parameters=(path_parameter("id", "^.+$", "the schema's URN"),),
     ),

@@ -80,7 +80,7 @@ async def _write_source(request: web.Request, *, with_body: bool) -> tuple[Sourc
 
 
 def _resource_id(request: web.Request) -> str:
-    resource_id = request.match_info["id"]
+    resource_id = request.match_info["scim_id"]
     if not _RESOURCE_ID.fullmatch(resource_id):
         raise ScimError(404, None, f"no user {resource_id}")
     return resource_id
@@ -172,7 +172,8 @@ async def _update(request: web.Request, action: str) -> web.Response:
         for key, value in body.items():
             if key == "userName" and (found := name_key(value)):
                 wanted.append(found)
-        for operation in body.get("Operations") or []:
+        operations = body.get("Operations")
+        for operation in operations if isinstance(operations, list) else []:
             value = operation.get("value") if isinstance(operation, dict) else None
             names = [value] if isinstance(value, str) else []
             if isinstance(value, dict):

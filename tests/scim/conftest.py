@@ -105,3 +105,15 @@ async def scim(
 ) -> AsyncIterator[Scim]:
     async with running_gateway(settings) as url:
         yield Scim(url, http)
+
+
+async def seed_scim_users(
+    url: str, http: aiohttp.ClientSession, token: str, prefix: str, count: int = 20
+) -> list[str]:
+    """`count` SCIM users created with a SCIM source's token: their ids (for schemathesis,
+    whose calls on /Users/{id} would otherwise only meet 404s)."""
+    scim = Scim(url, http, token)
+    return [
+        (await scim.create(f"{prefix}-{n}@example.com", title="Seeded")).body["id"]
+        for n in range(count)
+    ]

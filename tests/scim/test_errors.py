@@ -138,3 +138,12 @@ async def test_a_taken_user_name_is_uniqueness(scim: Scim) -> None:
         other, {"op": "replace", "path": "userName", "value": "Ada@Example.com"}
     )
     _assert_error(renamed, 409, "uniqueness")
+
+
+async def test_a_patch_body_of_the_wrong_shape_is_a_scim_error(scim: Scim) -> None:
+    """`Operations` that is not a list (found by schemathesis: it was a 500) is a 400."""
+    user_id = (await scim.create("ada@example.com")).body["id"]
+    body = b'{"Operations": -3.5, "schemas": [1.5, 2]}'
+    answer = await scim.call("PATCH", f"/Users/{user_id}", raw=body)
+    assert answer.status == 400, answer.body
+    assert answer.body["schemas"] == [ERROR_SCHEMA]

@@ -43,7 +43,7 @@ async def test_scim_operations_answer_as_documented(scim: Scim) -> None:
     answers as the document says (success and errors)."""
     async with scim.http.get(scim.url + "/openapi.json") as response:
         document = orjson.loads(await response.read())
-    users, one = "/scim/v2/Users", "/scim/v2/Users/{id}"
+    users, one = "/scim/v2/Users", "/scim/v2/Users/{scim_id}"
     post = document["paths"][users]["post"]
     assert set(post["requestBody"]["content"]) == {SCIM_JSON, "application/json"}
     assert set(post["responses"]["201"]["content"]) == {SCIM_JSON}
