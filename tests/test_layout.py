@@ -17,8 +17,10 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from config.settings import SourceRateLimit
 from core import keys, scripts
 from core.pairs import Commit, EventUpdate, PairQueue
+from core.source_rate import SourceRates
 from core.status import TargetStatus
 from core.store import IngestRecord, Store
 from core.vendor_guard import CallOutcome, VendorGuard
@@ -130,12 +132,12 @@ async def test_a_real_flow_leaves_only_the_declared_layout_in_redis(
     assert {"event", "links", "link_setters", "profile", "pair", "pending", "applied"} <= (
         seen.builders
     )
-    assert {"vendor", "signature", "source_rate", "dead_letters_of"} <= seen.builders
+    assert {"vendor", "signature", "dead_letters_of"} <= seen.builders
     assert {keys.EVENT_ACCEPTED, keys.EVENT_BODY, keys.EVENT_RECEIVED_AT} <= seen.fields["event"]
     assert seen.prefixed("event", keys.EVENT_STATUS_PREFIX)
     assert seen.prefixed("event", keys.EVENT_HISTORY_PREFIX)
     assert {*keys.PROFILE_PARTS, keys.profile_order_field("given_name")} <= seen.fields["profile"]
-    assert seen.fields["pair"] == {keys.PAIR_JOB}
+    assert keys.PAIR_JOB in seen.fields["pair"]
     assert {keys.link_set_by_field("fleet-eu"), keys.link_set_at_field("fleet-eu")} <= (
         seen.fields["link_setters"]
     )
@@ -145,8 +147,8 @@ async def test_a_real_flow_leaves_only_the_declared_layout_in_redis(
 
 async def test_waits_breaker_and_throttle_leave_only_declared_fields(redis: Redis) -> None:
     """What the flow passes through too fast to see: a pair's reserved slot, refs to isolate
-    and held job, an open circuit and its probe, a throttled rate and reported usage; every
-    key and field is one core.keys makes or declares."""
+    and held job, an open circuit and its probe, a throttled rate and reported usage, a
+    source's rate allowance; every key and field is one core.keys makes or declares."""
     target, user = "fleet-eu", "emp-42"
     store, pairs, guard = Store(redis, 3600), PairQueue(redis, 3600), VendorGuard(redis)
     record = IngestRecord(
@@ -181,9 +183,11 @@ async def test_waits_breaker_and_throttle_leave_only_declared_fields(redis: Redi
     await guard.record(target, settings, T0, "run-1", "failure")
     assert (await guard.permit(target, settings, T0 + 1_000, "probe", None)).verdict == "probe"
     await guard.record(target, settings, T0, "x", "throttled", 3, usage={"apiUsage": 5})
+    slow = SourceRateLimit(per_second=0.01, burst=1)  # its allowance key lives 100 s
+    assert await SourceRates(redis).take("hris", slow) == 0
     await seen.check(redis)
     assert seen.fields["pair"] == {keys.PAIR_JOB, keys.PAIR_SLOT, keys.PAIR_ISOLATE}
-    assert {"held", "probe", "lease", "applied"} <= seen.builders
+    assert {"held", "probe", "lease", "applied", "source_rate"} <= seen.builders
     assert {
         keys.VENDOR_FAILURES,
         keys.VENDOR_OPEN_UNTIL,
