@@ -31,6 +31,8 @@ import matplotlib.pyplot as plt  # the backend is chosen first
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from core.keys import EVENT_PREFIX
+
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 IMG_DIR = BENCH_DIR.parent / "docs" / "img"
@@ -172,7 +174,7 @@ def soak_memory(data: dict[str, Any], out: Path) -> Path:
         color="tab:gray",
         lw=4,
         alpha=0.5,
-        label="stored events (usersync:event:*)",
+        label=f"stored events ({EVENT_PREFIX}*)",
     )
     keys.plot(
         xs,
@@ -182,7 +184,7 @@ def soak_memory(data: dict[str, Any], out: Path) -> Path:
         alpha=0.6,
         label="accepted within retention",
     )
-    keys.set_ylabel("events (usersync:event:* keys)")
+    keys.set_ylabel(f"events ({EVENT_PREFIX}* keys)")
     keys.set_ylim(0, max(max(r["event_keys"] for r in series), 1) * 1.15)
     retention = (data.get("args") or {}).get("retention")
     if retention and series[-1]["t"] >= retention:

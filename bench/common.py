@@ -3,7 +3,8 @@
 The benchmarks start real processes (`python -m usersync gateway|worker|sandbox` of the
 checkout at `--root`, a `redis-server` of their own) and drive them over loopback, so what they
 measure is what an operator runs. Nothing here imports the product's code except the embedded
-Redis helper: a benchmark of another checkout (`--root`) measures that checkout.
+Redis helper and the Redis layout (`core.keys`, the keys the figures count): a benchmark of
+another checkout (`--root`) measures that checkout, counting the keys this one's layout names.
 """
 
 from __future__ import annotations

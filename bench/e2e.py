@@ -64,9 +64,11 @@ import redis.asyncio as aioredis
 import uvloop
 import yaml
 
+from core import keys
+
 QUEUE = "arq:queue"
-DEAD_LETTERS = "usersync:dead"
-JOB_SEQUENCE = "usersync:seq"
+DEAD_LETTERS = keys.DEAD_LETTERS
+JOB_SEQUENCE = keys.JOB_SEQUENCE
 """Incremented for every pair job usersync schedules (the gateway's and each re-run's): over
 the deliveries, the job runs a delivery took (1 = none wasted)."""
 BATCH = 100

@@ -41,6 +41,8 @@ import common  # bench/ is on sys.path when a script of it runs
 import redis
 from folded import summarize
 
+from core import keys
+
 SYSTEMS = ("bare", "lpush", "arq", "usersync", "usersync-batch")
 BATCH = 100
 BATCH_CONNECTIONS = 5
@@ -235,7 +237,7 @@ def finish_profiler(profiler: subprocess.Popen[bytes], system: str) -> None:
 
 
 def stored_events(client: redis.Redis, run: str) -> int:
-    return sum(1 for _ in client.scan_iter(match=f"usersync:event:hris:{run}-*", count=10000))
+    return sum(1 for _ in client.scan_iter(match=keys.event("hris", f"{run}-*"), count=10000))
 
 
 def one_round(

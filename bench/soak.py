@@ -13,7 +13,7 @@ call in the sandbox journal.
 Every `--interval` seconds it records:
 - RSS and CPU time of the gateway, each worker, the sandbox, redis-server and this client;
 - Redis `INFO memory` used_memory, DBSIZE, and the keys by prefix (one SCAN): stored events
-  `usersync:event:*` (status + dedupe record) against the expected count, i.e. the events
+  (`core.keys.event`: status + dedupe record) against the expected count, i.e. the events
   accepted within the last retention seconds; arq's queue length and the dead letters;
 - ingest-to-vendor latency of the vendor calls of the window: the sandbox journals' calls,
   each matched to the client-side time at which its event's 202 arrived; p50/p99/max;
@@ -59,7 +59,7 @@ import tempfile
 import time
 from array import array
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,8 @@ import common
 import orjson
 import yaml
 from redis.asyncio import Redis
+
+from core import keys
 
 WORKERS = 2
 DEFAULT_RATE = 250.0
@@ -193,6 +195,11 @@ class Tracker:
         while self.accepted_at and self.accepted_at[0] <= now_mono - retention_s:
             self.accepted_at.popleft()
         return len(self.accepted_at)
+
+
+def _group(builder: Callable[[str, str], str]) -> str:
+    """The group of a key builder's keys in `redis_figures` (a key's first two `:` parts)."""
+    return ":".join(builder("x", "x").split(":")[:2])
 
 
 class Soak:
@@ -383,15 +390,15 @@ class Soak:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.dbsize()
             pipe.zcard("arq:queue")
-            pipe.zcard("usersync:dead")
+            pipe.zcard(keys.DEAD_LETTERS)
             dbsize, queue, dead = await pipe.execute()
         return {
             "redis_used_mb": round(int(memory["used_memory"]) / 2**20, 2),
             "redis_used_rss_mb": round(int(memory["used_memory_rss"]) / 2**20, 2),
             "aof_mb": round(int(persistence.get("aof_current_size", 0)) / 2**20, 2),
             "dbsize": int(dbsize),
-            "event_keys": groups.get("usersync:event", 0),
-            "applied_keys": groups.get("usersync:applied", 0),
+            "event_keys": groups.get(_group(keys.event), 0),
+            "applied_keys": groups.get(_group(keys.applied), 0),
             "arq_queue": int(queue),
             "dead_letters": int(dead),
             "keys": dict(sorted(groups.items())),
@@ -531,7 +538,7 @@ async def final_checks(soak: Soak, total: int) -> dict[str, Any]:
     first_stored = None
     first_status = None
     if soak.first_event_id:
-        key = f"usersync:event:hris:{soak.first_event_id}"
+        key = keys.event("hris", soak.first_event_id)
         first_stored = bool(await soak.redis.exists(key))
         async with soak.http.get(
             f"{soak.gateway}/v1/events/{soak.first_event_id}", headers=soak.headers
@@ -539,7 +546,7 @@ async def final_checks(soak: Soak, total: int) -> dict[str, Any]:
             first_status = response.status
     last_ttl_s = None
     if soak.last_event_id:
-        pttl = await soak.redis.pttl(f"usersync:event:hris:{soak.last_event_id}")
+        pttl = await soak.redis.pttl(keys.event("hris", soak.last_event_id))
         last_ttl_s = round(pttl / 1000, 1) if pttl and pttl > 0 else pttl
     return {
         "events_scheduled": total,
