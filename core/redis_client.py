@@ -6,11 +6,18 @@ run it. Its synchronous connections can hand that to hiredis (already installed 
 replies); these connections do the same for asyncio, producing the same bytes
 (tests/test_redis_client.py). arq's pool gets them too (`pack_with_hiredis`), for the
 connections it opens once the worker has started.
+
+Every Redis client of the product is built here from `redis` settings (`RedisTarget`): one
+URL, or a Sentinel-managed primary (`redis.sentinel`), whose connections ask the Sentinels
+where the primary is each time they connect, so a client follows a failover without a
+restart (docs/high-availability.md). `ReplicaAck` is `redis.min_replicas_ack`: the WAIT
+that a write a 202 promises ends with.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import hiredis
 from redis.asyncio import Redis
@@ -20,7 +27,16 @@ from redis.asyncio.connection import (
     SSLConnection,
     UnixDomainSocketConnection,
 )
-from redis.exceptions import DataError
+from redis.asyncio.sentinel import (
+    Sentinel,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
+from redis.exceptions import DataError, RedisError
+
+from config.settings import RedisSentinelSettings, RedisSettings
+
+R = TypeVar("R", bound=Redis)
 
 
 class _HiredisPacking:
@@ -49,16 +65,112 @@ class HiredisUnixConnection(_HiredisPacking, UnixDomainSocketConnection):
     """A Unix socket connection (unix://)."""
 
 
+class HiredisSentinelConnection(_HiredisPacking, SentinelManagedConnection):
+    """A TCP connection to the primary the Sentinels name."""
+
+
+class HiredisSentinelSSLConnection(_HiredisPacking, SentinelManagedSSLConnection):
+    """A TLS connection to the primary the Sentinels name."""
+
+
 _OURS: dict[type, type] = {
     Connection: HiredisConnection,
     SSLConnection: HiredisSSLConnection,
     UnixDomainSocketConnection: HiredisUnixConnection,
+    SentinelManagedConnection: HiredisSentinelConnection,
+    SentinelManagedSSLConnection: HiredisSentinelSSLConnection,
 }
 
 
-def connect(url: str, **options: Any) -> Redis:
-    """A client for `url` (redis://, rediss:// or unix://) whose connections pack with hiredis;
-    `options` as for `Redis.from_url`. The URL chooses the transport, as in redis-py."""
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where usersync's Redis is: a URL, or a primary the Sentinels of `sentinel` name."""
+
+    url: str | None = None
+    sentinel: RedisSentinelSettings | None = None
+
+    @classmethod
+    def of(cls, settings: RedisSettings, url: str | None = None) -> RedisTarget:
+        """The configured Redis (`url`: the embedded Redis's, when none is configured)."""
+        return cls(url=settings.url or url, sentinel=settings.sentinel)
+
+    def __str__(self) -> str:
+        """For logs: never a password."""
+        if self.sentinel is not None:
+            return f"sentinel:{self.sentinel.master}@{','.join(self.sentinel.addresses)}"
+        return (self.url or "").rsplit("@", 1)[-1]
+
+    def sentinels(self, **options: Any) -> Sentinel:
+        """A redis-py Sentinel manager for `sentinel`; `options` for the data connections
+        (timeouts), the Sentinels getting the same socket timeouts and their own password."""
+        conf = self.sentinel
+        assert conf is not None, "a Sentinel target"
+        sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
+        if conf.sentinel_password is not None:
+            sentinel_options["password"] = conf.sentinel_password.get_secret_value()
+        if conf.ssl:
+            sentinel_options["ssl"] = True
+        return Sentinel(  # type: ignore[no-untyped-call]
+            conf.sentinel_hosts(),
+            sentinel_kwargs=sentinel_options,
+            db=conf.db,
+            username=conf.username,
+            password=conf.password.get_secret_value() if conf.password else None,
+            **options,
+        )
+
+    def connection_class(self) -> type:
+        """The hiredis-packing connection class of a Sentinel-managed pool."""
+        ssl = self.sentinel is not None and self.sentinel.ssl
+        return HiredisSentinelSSLConnection if ssl else HiredisSentinelConnection
+
+
+class ReplicationTimeout(RedisError):
+    """Fewer replicas than `redis.min_replicas_ack` acknowledged a write in time: the write
+    may be stored (on the primary alone), but it was not promised (503 replication_timeout)."""
+
+    def __init__(self, acked: int, wanted: int) -> None:
+        super().__init__(f"{acked} of {wanted} replicas acknowledged the write in time")
+        self.acked = acked
+        self.wanted = wanted
+
+
+@dataclass(frozen=True)
+class ReplicaAck:
+    """`redis.min_replicas_ack` and its timeout: a pipeline's writes are promised only once
+    WAIT, sent last on the same connection, says enough replicas have them."""
+
+    replicas: int
+    timeout_ms: int
+
+    @classmethod
+    def of(cls, settings: RedisSettings) -> ReplicaAck | None:
+        """None when no acknowledgement is asked (the default)."""
+        if settings.min_replicas_ack == 0:
+            return None
+        return cls(settings.min_replicas_ack, settings.replica_ack_timeout_ms)
+
+    def command(self) -> tuple[str, int, int]:
+        """The WAIT to append to a pipeline."""
+        return ("WAIT", self.replicas, self.timeout_ms)
+
+    def check(self, acked: Any) -> None:
+        """Raise ReplicationTimeout unless WAIT's reply `acked` reaches `replicas`."""
+        if isinstance(acked, Exception):
+            raise acked
+        if int(acked) < self.replicas:
+            raise ReplicationTimeout(int(acked), self.replicas)
+
+
+def connect(target: str | RedisTarget, **options: Any) -> Redis:
+    """A client for `target` whose connections pack with hiredis: a URL (redis://, rediss://
+    or unix://, which chooses the transport, as in redis-py) or a Sentinel-managed primary;
+    `options` as for `Redis.from_url`."""
+    if isinstance(target, RedisTarget) and target.sentinel is not None:
+        return master_client(target, Redis, **options)
+    url = target if isinstance(target, str) else target.url
+    if url is None:
+        raise ValueError("no Redis configured: neither redis.url nor redis.sentinel")
     client: Redis = Redis.from_pool(ConnectionPool.from_url(url, **options))  # owns the pool
     pack_with_hiredis(client)  # before any connection is opened: every one packs with hiredis
     return client
@@ -70,3 +182,17 @@ def pack_with_hiredis(client: Redis) -> None:
     already open keep redis-py's packing, which sends the same bytes."""
     pool = client.connection_pool
     pool.connection_class = _OURS.get(pool.connection_class, pool.connection_class)
+
+
+def master_client(target: RedisTarget, redis_class: type[R], **options: Any) -> R:
+    """A `redis_class` client of the primary the Sentinels of `target` name (arq passes its
+    ArqRedis), packing with hiredis: each connection asks the Sentinels when it connects, and
+    one answered READONLY (a demoted primary) is dropped, so the client follows a failover.
+    While no primary is known, commands raise a ConnectionError (the gateway answers 503)."""
+    manager = target.sentinels(**options)
+    client: R = manager.master_for(
+        target.sentinel.master if target.sentinel else "",
+        redis_class=redis_class,
+        connection_class=target.connection_class(),
+    )
+    return client

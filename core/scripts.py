@@ -27,6 +27,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from core import keys
+from core.redis_client import ReplicaAck
 
 _INCLUDE = re.compile(r"^--!include (\w+)$", re.MULTILINE)
 _UNSAFE = re.compile(r"['$\\\n]")
@@ -84,18 +85,22 @@ class ScriptCall:
     on_reply: Callable[[Any], None] | None = None
 
 
-async def run_together(redis: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+async def run_together(
+    redis: Redis, calls: Sequence[ScriptCall], wait: ReplicaAck | None = None
+) -> list[Any]:
     """Each call's reply, or the error Redis answered for it (returned, not raised), in order;
-    a connection error raises. A script Redis lost is loaded and its calls sent again."""
+    a connection error raises. A script Redis lost is loaded and its calls sent again. With
+    `wait`, each pipeline ends with its WAIT, on the same connection, and ReplicationTimeout
+    raises if too few replicas acknowledged what it wrote."""
     if not calls:
         return []
-    replies = await _pipelined(redis, calls)
+    replies = await _pipelined(redis, calls, wait)
     missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
         commands: Any = redis
         for script in {id(calls[n].script): calls[n].script for n in missing}.values():
             await commands.script_load(script.script)
-        again = await _pipelined(redis, [calls[n] for n in missing])
+        again = await _pipelined(redis, [calls[n] for n in missing], wait)
         for n, reply in zip(missing, again, strict=True):
             replies[n] = reply
     for call, reply in zip(calls, replies, strict=True):
@@ -104,11 +109,18 @@ async def run_together(redis: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
     return replies
 
 
-async def _pipelined(redis: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+async def _pipelined(
+    redis: Redis, calls: Sequence[ScriptCall], wait: ReplicaAck | None = None
+) -> list[Any]:
     async with redis.pipeline(transaction=False) as pipe:
         for call in calls:
             pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-        return list(await pipe.execute(raise_on_error=False))
+        if wait is not None:
+            pipe.execute_command(*wait.command())
+        replies = list(await pipe.execute(raise_on_error=False))
+    if wait is not None:
+        wait.check(replies.pop())
+    return replies
 
 
 def reply_or_raise(reply: Any) -> Any:

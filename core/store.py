@@ -30,6 +30,7 @@ from config.settings import LinkMode
 from core import keys
 from core.links import Ingested, LinkChange, LinkConflict, LinkDetail
 from core.pairs import job_payload
+from core.redis_client import ReplicaAck
 from core.scripts import ScriptCall, load_lua, run_together
 from core.status import TargetStatus
 
@@ -72,9 +73,16 @@ class Store:
     the writer (see the module's docstring), no other state."""
 
     def __init__(
-        self, redis: Redis, retention_s: int, queue_name: str = default_queue_name
+        self,
+        redis: Redis,
+        retention_s: int,
+        queue_name: str = default_queue_name,
+        *,
+        replica_ack: ReplicaAck | None = None,
     ) -> None:
         self.redis = redis
+        # `redis.min_replicas_ack`: each ingest pipeline ends with WAIT, one for all its events
+        self.replica_ack = replica_ack
         # redis-py types asyncio commands as `Awaitable[T] | T`; `_commands` is the same client
         # seen as Any so the awaits type-check without a cast at every call.
         self._commands: Any = redis
@@ -167,7 +175,7 @@ class Store:
         for record, received_at in items:
             key_list, args = self._ingest_call(record, received_at, now_ms, pending)
             calls.append(ScriptCall(self._ingest, key_list, args))
-        return await run_together(self.redis, calls)
+        return await run_together(self.redis, calls, self.replica_ack)
 
     @staticmethod
     def _ingested(record: IngestRecord, reply: Any) -> Ingested:

@@ -18,6 +18,7 @@ from config.settings import Settings
 from core.dead_letters import DeadLetters
 from core.pairs import PairQueue
 from core.ports import Previewer, VendorFieldsCheck
+from core.redis_client import ReplicationTimeout
 from core.secrets import secret_box
 from core.source_rate import SourceRates
 from core.store import Store
@@ -37,7 +38,7 @@ from gateway.context import (
     VENDOR_GUARD,
     json_response,
 )
-from gateway.errors import ApiError, redis_unavailable
+from gateway.errors import ApiError, redis_unavailable, replication_timeout
 from gateway.instruments import instrument
 from gateway.lifecycle import LIFECYCLE, Lifecycle
 from gateway.routing import Route, register
@@ -79,6 +80,11 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         if is_out_of_memory(exc):  # Redis past maxmemory: what the storage gauge would say
             log.warning("storage_full_refused", path=request.path)
             error = storage_full()
+        elif isinstance(exc, ReplicationTimeout):
+            log.warning(
+                "replication_timeout", path=request.path, acked=exc.acked, wanted=exc.wanted
+            )
+            error = replication_timeout()
         else:
             log.warning("redis_unavailable", path=request.path, error=type(exc).__name__)
             error = redis_unavailable()

@@ -51,6 +51,18 @@ def unauthorized(message: str = "missing or invalid bearer token") -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
+def replication_timeout() -> ApiError:
+    """`redis.min_replicas_ack` not reached in time: the event may be stored on the primary
+    alone, so it is not promised; the retry (same event_id) answers 200 duplicate if it was."""
+    return ApiError(
+        503,
+        "replication_timeout",
+        "too few Redis replicas acknowledged the write in time; retry with the same event_id "
+        "(an event that was stored answers 200 duplicate)",
+        headers={"Retry-After": "1"},
+    )
+
+
 def redis_unavailable() -> ApiError:
     return ApiError(
         503,

@@ -18,7 +18,7 @@ from aiohttp import web
 from arq.worker import Worker
 
 from config.settings import Settings
-from core.redis_client import connect
+from core.redis_client import RedisTarget, ReplicaAck, connect
 from core.store import Store
 from core.telemetry import Telemetry
 from gateway.access import ACCESS_LOG_ARGS
@@ -94,13 +94,17 @@ async def serving(
 
 
 @contextlib.contextmanager
-def redis_url_for(settings: Settings, embedded_allowed: bool) -> Iterator[str]:
-    """The configured Redis URL, or an embedded Redis started for the block's duration."""
-    if settings.redis.url is not None:
-        yield settings.redis.url
+def redis_url_for(settings: Settings, embedded_allowed: bool) -> Iterator[RedisTarget]:
+    """The configured Redis (a URL or Sentinels), or an embedded Redis started for the
+    block's duration."""
+    if settings.redis.url is not None or settings.redis.sentinel is not None:
+        yield RedisTarget.of(settings.redis)
         return
     if not embedded_allowed:
-        raise SystemExit("redis.url is not set: only `usersync run` starts an embedded Redis")
+        raise SystemExit(
+            "neither redis.url nor redis.sentinel is set: only `usersync run` starts an "
+            "embedded Redis"
+        )
     try:
         server = EmbeddedRedis(settings.redis.embedded_dir, settings.redis.embedded_port).start()
     except RedisServerError as exc:  # a start that did not happen is never claimed
@@ -108,7 +112,7 @@ def redis_url_for(settings: Settings, embedded_allowed: bool) -> Iterator[str]:
         raise SystemExit(1) from None
     log.info("embedded_redis_started", url=server.url, data_dir=str(server.data_dir))
     try:
-        yield server.url
+        yield RedisTarget.of(settings.redis, server.url)
     finally:
         server.stop()
         log.info("embedded_redis_stopped")
@@ -116,7 +120,7 @@ def redis_url_for(settings: Settings, embedded_allowed: bool) -> Iterator[str]:
 
 async def supervise_worker(
     settings: Settings,
-    redis_url: str,
+    redis_url: str | RedisTarget,
     adapters: Mapping[str, VendorAdapter],
     current: list[Worker],
     metrics: DeliveryMetrics | None = None,
@@ -168,7 +172,7 @@ async def abandon_worker(worker: Worker) -> None:
 @contextlib.asynccontextmanager
 async def running_worker(
     settings: Settings,
-    redis_url: str,
+    redis_url: str | RedisTarget,
     adapters: Mapping[str, VendorAdapter],
     telemetry: Telemetry | None = None,
     control: ProcessControl | None = None,
@@ -212,7 +216,10 @@ async def running_worker(
 
 @contextlib.asynccontextmanager
 async def running_worker_http(
-    settings: Settings, redis_url: str, telemetry: Telemetry, running: Callable[[], bool]
+    settings: Settings,
+    redis_url: str | RedisTarget,
+    telemetry: Telemetry,
+    running: Callable[[], bool],
 ) -> AsyncIterator[str | None]:
     """The worker's /metrics, /healthz and /readyz on `worker.metrics_port`; yields the URL,
     or None when the port cannot be bound (another worker on the host has it): logged as an
@@ -239,7 +246,7 @@ async def running_worker_http(
 @contextlib.asynccontextmanager
 async def running_gateway(
     settings: Settings,
-    redis_url: str,
+    redis_url: str | RedisTarget,
     adapters: Mapping[str, VendorAdapter],
     telemetry: Telemetry | None = None,
     control: ProcessControl | None = None,
@@ -249,7 +256,7 @@ async def running_gateway(
     answer 503 at once and keeps serving `gateway.drain_delay_s` before the listener closes;
     a reload reaches the app's settings."""
     redis = connect(redis_url, socket_timeout=5, socket_connect_timeout=2)
-    store = Store(redis, settings.retention.events_s)
+    store = Store(redis, settings.retention.events_s, replica_ack=ReplicaAck.of(settings.redis))
     app = create_gateway_app(
         settings,
         store,

@@ -18,13 +18,14 @@ import aiohttp
 import orjson
 import structlog
 from arq import Retry
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
+from arq.constants import default_queue_name, expires_extra_ms
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 
 from config.settings import Settings
 from core.pairs import DELIVER_FUNCTION, PairQueue
-from core.redis_client import connect, pack_with_hiredis
+from core.redis_client import RedisTarget, connect, master_client, pack_with_hiredis
 from core.vendor_guard import VendorGuard
 from workers.claim import ClaimingWorker
 from workers.engine import DeliveryEngine
@@ -59,9 +60,26 @@ async def deliver(ctx: dict[str, Any], target: str, user_id: str) -> None:
         raise Retry(defer=CRASH_RETRY_S) from exc
 
 
+def arq_redis(target: str | RedisTarget) -> dict[str, Any]:
+    """arq Worker's Redis arguments: `redis_settings` for a URL; for Sentinels, a pool of our
+    own (arq's `sentinel` settings give the Sentinels no password and the data nodes no
+    timeouts), an ArqRedis that follows the primary through a failover."""
+    if isinstance(target, RedisTarget) and target.sentinel is not None:
+        pool = master_client(target, ArqRedis, socket_timeout=10, socket_connect_timeout=2)
+        pool.job_serializer = orjson.dumps
+        pool.job_deserializer = orjson.loads
+        pool.default_queue_name = default_queue_name
+        pool.expires_extra_ms = expires_extra_ms
+        return {"redis_pool": pool}
+    url = target if isinstance(target, str) else target.url
+    if url is None:
+        raise ValueError("no Redis configured: neither redis.url nor redis.sentinel")
+    return {"redis_settings": RedisSettings.from_dsn(url)}
+
+
 def build_worker(
     settings: Settings,
-    redis_url: str,
+    redis_url: str | RedisTarget,
     adapters: Mapping[str, VendorAdapter],
     *,
     handle_signals: bool = True,
@@ -100,7 +118,7 @@ def build_worker(
 
     return ClaimingWorker(
         functions=[func(deliver, name=DELIVER_FUNCTION, max_tries=ARQ_MAX_TRIES)],
-        redis_settings=RedisSettings.from_dsn(redis_url),
+        **arq_redis(redis_url),
         on_startup=startup,
         on_shutdown=shutdown,
         max_jobs=settings.worker.concurrency,
