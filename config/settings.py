@@ -320,6 +320,13 @@ class WorkerSettings(_Strict):
         le=1000,
         description="most pending changes of one (vendor, user) coalesced into one call",
     )
+    reconcile_interval_s: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="a pair with work waiting and no job scheduled (whatever the cause) is "
+        "found and given one within this long: one worker at a time checks every such pair",
+    )
     metrics_host: str = Field(
         default="127.0.0.1",
         description="address the worker process serves /metrics, /healthz and /readyz on",

@@ -26,6 +26,12 @@ JOB_SEQUENCE = PREFIX + "seq"
 EVENT_PREFIX = PREFIX + "event:"
 """`event(source, event_id)` is this + `event_ref(source, event_id)`: how the pair scripts
 reach an event from a ref in a pending set."""
+OWED_PAIRS = PREFIX + "owed"
+"""Set of the pending-set keys (`pending(target, user_id)`) of every pair with work waiting:
+the ingest and replay scripts add, the begin and commit scripts remove a pair once its
+pending set is empty. The reconciler walks it (`core.pairs.PairQueue.reconcile`)."""
+RECONCILE_LOCK = PREFIX + "reconcile"
+"""String (PX): held by the one worker running the reconciler's pass this interval."""
 DEAD_LETTER_SEPARATOR = ":"
 """Joins a source and an event id into an event ref, and a ref and a target into a
 dead-letter id: unambiguous, since sources and targets hold no `:`."""
@@ -61,6 +67,15 @@ def profile(user_id: str) -> str:
     """Hash: newest name parts of the user (`PROFILE_PARTS`), each with the order key that set
     it (`PROFILE_ORDER_PREFIX`)."""
     return f"{PREFIX}profile:{user_id}"
+
+
+def pending_pair(pending_key: str) -> tuple[str, str] | None:
+    """(target, user_id) of a `pending` key (targets hold no `:`), None if it is not one."""
+    head = f"{PREFIX}pending:"
+    if not pending_key.startswith(head):
+        return None
+    target, _, user_id = pending_key[len(head) :].partition(":")
+    return (target, user_id) if target and user_id else None
 
 
 def pair(target: str, user_id: str) -> str:
@@ -319,7 +334,7 @@ LAYOUT: Mapping[Callable[..., str], Fields | None] = {
 }
 """Every key builder, with the fields its key may hold if it is a hash (None: not a hash).
 With `CONSTANT_KEYS`, every key usersync writes."""
-CONSTANT_KEYS = (DEAD_LETTERS, JOB_SEQUENCE)
+CONSTANT_KEYS = (DEAD_LETTERS, JOB_SEQUENCE, OWED_PAIRS, RECONCILE_LOCK)
 """The keys that take no argument."""
 
 
@@ -343,5 +358,6 @@ class Script(StrEnum):
     SOURCE_RATE_TAKE = "source_rate_take"
     ORDERING_RESET = "ordering_reset"
     DEAD_LETTERS_COUNT_PREFIX = "dead_letters_count_prefix"
+    PAIR_RECONCILE = "pair_reconcile"
     CLAIM = "claim"
     """The worker's claim of a poll's due arq jobs (arq's keys only)."""

@@ -109,6 +109,17 @@ class Commit:
     can run it at once when the circuit closes instead of at `at_ms`."""
 
 
+@dataclass(frozen=True)
+class Reconciled:
+    """What one reconciler pass did: pairs with work it checked, and those it gave a job."""
+
+    checked: int
+    rescheduled: int
+
+
+RECONCILE_BATCH = 500
+"""Owed pairs a reconciler pass reads and checks per round trip."""
+
 CLEAR_SLOT = 0
 """`Commit.reserved_slot_ms` that clears the pair's reserved slot."""
 
@@ -136,6 +147,7 @@ class PairQueue:
         self._begin = redis.register_script(load_lua(keys.Script.PAIR_BEGIN))
         self._commit = redis.register_script(load_lua(keys.Script.PAIR_COMMIT))
         self._replay = redis.register_script(load_lua(keys.Script.PAIR_REPLAY))
+        self._reconcile = redis.register_script(load_lua(keys.Script.PAIR_RECONCILE))
 
     async def begin(
         self, target: str, user_id: str, job_id: str, token: str, lease_ms: int, max_batch: int
@@ -292,3 +304,31 @@ class PairQueue:
             ],
         )
         return int(reply)
+
+    async def reconcile(self, now_ms: int, batch: int = RECONCILE_BATCH) -> Reconciled:
+        """One pass over every pair with work waiting (`keys.OWED_PAIRS`, SSCAN in batches,
+        one script per batch): a pair whose job is gone from arq's queue gets a fresh one."""
+        checked = rescheduled = 0
+        cursor = 0
+        while True:
+            cursor, members = await self.redis.sscan(keys.OWED_PAIRS, cursor, count=batch)
+            args: list[Any] = [now_ms, job_key_prefix]
+            for member in members:
+                key = member.decode()
+                pair = keys.pending_pair(key)
+                if pair is None:  # not written by us: nothing to reconcile
+                    continue
+                target, user_id = pair
+                args += [
+                    key,
+                    keys.pair(target, user_id),
+                    keys.pair_job_prefix(target, user_id),
+                    job_payload(target, user_id, now_ms),
+                ]
+            if len(args) > 2:
+                rescheduled += int(
+                    await self._reconcile(keys=[self.queue_name, keys.JOB_SEQUENCE], args=args)
+                )
+            checked += len(members)
+            if cursor == 0:
+                return Reconciled(checked, rescheduled)

@@ -128,7 +128,7 @@ async def test_a_real_flow_leaves_only_the_declared_layout_in_redis(
             assert final["targets"]["partoo"]["status"] == "delivered"
             assert (await gateway.put("/v1/users/emp-42/links/fleet-eu", {"id": "43"}))[0] == 200
             await seen.check(redis)
-    assert seen.constants == {keys.DEAD_LETTERS, keys.JOB_SEQUENCE}
+    assert seen.constants == {keys.DEAD_LETTERS, keys.JOB_SEQUENCE, keys.OWED_PAIRS}
     assert {"event", "links", "link_setters", "profile", "pair", "pending", "applied"} <= (
         seen.builders
     )

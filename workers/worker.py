@@ -31,6 +31,7 @@ from workers.claim import ClaimingWorker
 from workers.engine import DeliveryEngine
 from workers.instruments import DeliveryMetrics
 from workers.runs import RunAgain
+from workers.upkeep import reconcile_forever
 from workers.vendors.base import VendorAdapter
 
 log = structlog.get_logger("usersync.worker")
@@ -41,6 +42,9 @@ ARQ_MAX_TRIES = 10_000
 
 ENGINE_REDIS = "usersync_redis"
 """The worker context's key of the engine's own Redis client."""
+
+UPKEEP = "usersync_upkeep"
+"""The worker context's key of the reconciler task (`workers.upkeep`)."""
 
 CRASH_RETRY_S = 5
 """A run that crashed (a bug, Redis gone mid-run) runs again this much later."""
@@ -103,11 +107,18 @@ def build_worker(
         ctx["engine"] = DeliveryEngine(
             settings, pairs, guard, adapters, session, metrics=instruments
         )
+        ctx[UPKEEP] = asyncio.create_task(
+            reconcile_forever(redis, pairs, lambda: ctx["engine"].settings)
+        )
         log.info(
             "worker_started", concurrency=settings.worker.concurrency, vendors=sorted(adapters)
         )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        upkeep: asyncio.Task[None] | None = ctx.pop(UPKEEP, None)
+        if upkeep is not None:
+            upkeep.cancel()
+            await asyncio.gather(upkeep, return_exceptions=True)
         session: aiohttp.ClientSession | None = ctx.get("session")
         if session is not None:
             await session.close()

@@ -33,6 +33,7 @@ for t = 1, #targets do
   local pair, pending = KEYS[5 + 2 * (t - 1)], KEYS[6 + 2 * (t - 1)]
   redis.call('HSET', KEYS[1], '${EVENT_STATUS_PREFIX}' .. target[1], target[2])
   redis.call('ZADD', pending, order, ref)
+  redis.call('SADD', '${OWED_PAIRS}', pending)
   redis.call('ZADD', KEYS[#targets * 2 + 6 + t], now, ref)
   if not redis.call('HGET', pair, '${PAIR_JOB}') then
     schedule(pair, target[3], target[4], now, KEYS[4], seq, job_key_prefix)

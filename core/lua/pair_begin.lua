@@ -9,6 +9,7 @@ end
 local refs = redis.call('ZRANGE', KEYS[3], 0, tonumber(ARGV[4]) - 1, 'WITHSCORES')
 if #refs == 0 then
   redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('SREM', '${OWED_PAIRS}', KEYS[3])
   return {'idle'}
 end
 local target = ARGV[5]

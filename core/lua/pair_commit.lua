@@ -47,6 +47,7 @@ for u = 1, tonumber(ARGV[14]) do
     redis.call('ZREM', KEYS[10], ref)
   end
 end
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SREM', '${OWED_PAIRS}', KEYS[2]) end
 if dead then
   redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - ttl)
   redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - ttl)

@@ -11,6 +11,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('HSET', KEYS[1], '${EVENT_STATUS_PREFIX}' .. ARGV[3], ARGV[5])
 redis.call('PERSIST', KEYS[1])  -- kept until its targets are final again (pair_commit)
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+redis.call('SADD', '${OWED_PAIRS}', KEYS[3])
 redis.call('ZADD', KEYS[8], tonumber(ARGV[8]), ARGV[2])
 if not redis.call('HGET', KEYS[2], '${PAIR_JOB}') then
   schedule(KEYS[2], ARGV[6], ARGV[7], tonumber(ARGV[8]), KEYS[6], KEYS[7], ARGV[10])

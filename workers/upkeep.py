@@ -1,0 +1,64 @@
+"""What a worker process does besides running jobs: the reconciler.
+
+The reconciler is the safety net under "a pair with work has exactly one job": whatever lost a
+pair's job (an operator deleting arq keys, a Redis that lost writes, a bug), the pair is found
+and given a fresh job within `worker.reconcile_interval_s`. Every worker process runs the loop;
+a short Redis lock (`keys.RECONCILE_LOCK`, SET NX PX) lets one pass run per interval across
+all of them. A pass walks only the pairs with work waiting (`keys.OWED_PAIRS`), not the
+keyspace, and checks each in a Lua script, so it never schedules a second job for a pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Callable
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from config.settings import Settings
+from core import keys
+from core.pairs import PairQueue
+from workers.runs import now_ms
+
+log = structlog.get_logger("usersync.worker")
+
+LOCK_SHARE = 0.8
+"""The reconciler lock lasts this share of the interval, so the worker that held it can take
+it again at its next tick: passes come about once an interval, never two at once."""
+
+
+async def reconcile_once(redis: Redis, pairs: PairQueue, interval_s: float, owner: str) -> bool:
+    """Run one reconciler pass if this process wins the interval's lock; whether it ran."""
+    lock_ms = max(100, int(interval_s * LOCK_SHARE * 1000))
+    if not await redis.set(keys.RECONCILE_LOCK, owner, nx=True, px=lock_ms):
+        return False
+    done = await pairs.reconcile(now_ms())
+    if done.rescheduled:  # something lost a job: say so, it should not happen
+        log.warning(
+            "pairs_rescheduled", checked=done.checked, rescheduled=done.rescheduled, outcome="fixed"
+        )
+    else:
+        log.debug("pairs_reconciled", checked=done.checked)
+    return True
+
+
+async def reconcile_forever(
+    redis: Redis,
+    pairs: PairQueue,
+    settings: Callable[[], Settings],
+    jitter: Callable[[], float] = random.random,
+) -> None:
+    """The reconciler loop of one worker process, until cancelled. `settings` is read each
+    tick, so a reload changes the interval."""
+    owner = uuid.uuid4().hex
+    while True:
+        interval_s = settings().worker.reconcile_interval_s
+        await asyncio.sleep(interval_s * (0.9 + 0.2 * jitter()))
+        try:
+            await reconcile_once(redis, pairs, interval_s, owner)
+        except RedisError as exc:  # Redis away: the next tick tries again
+            log.warning("reconcile_failed", error=type(exc).__name__, outcome="retry")
