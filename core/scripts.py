@@ -91,16 +91,21 @@ async def run_together(
     """Each call's reply, or the error Redis answered for it (returned, not raised), in order;
     a connection error raises. A script Redis lost is loaded and its calls sent again. With
     `wait`, each pipeline ends with its WAIT, on the same connection, and ReplicationTimeout
-    raises if too few replicas acknowledged what it wrote."""
+    raises if too few replicas acknowledged what it wrote (a pipeline that ran no script,
+    each answered NOSCRIPT, wrote nothing to wait for)."""
     if not calls:
         return []
-    replies = await _pipelined(redis, calls, wait)
+    replies, acked = await _pipelined(redis, calls, wait)
     missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if wait is not None and len(missing) < len(calls):
+        wait.check(acked)
     if missing:
         commands: Any = redis
         for script in {id(calls[n].script): calls[n].script for n in missing}.values():
             await commands.script_load(script.script)
-        again = await _pipelined(redis, [calls[n] for n in missing], wait)
+        again, acked = await _pipelined(redis, [calls[n] for n in missing], wait)
+        if wait is not None:
+            wait.check(acked)
         for n, reply in zip(missing, again, strict=True):
             replies[n] = reply
     for call, reply in zip(calls, replies, strict=True):
@@ -111,16 +116,15 @@ async def run_together(
 
 async def _pipelined(
     redis: Redis, calls: Sequence[ScriptCall], wait: ReplicaAck | None = None
-) -> list[Any]:
+) -> tuple[list[Any], Any]:
+    """The calls' replies, and WAIT's (None without `wait`)."""
     async with redis.pipeline(transaction=False) as pipe:
         for call in calls:
             pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
         if wait is not None:
             pipe.execute_command(*wait.command())
         replies = list(await pipe.execute(raise_on_error=False))
-    if wait is not None:
-        wait.check(replies.pop())
-    return replies
+    return replies, (replies.pop() if wait is not None else None)
 
 
 def reply_or_raise(reply: Any) -> Any:
