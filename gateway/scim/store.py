@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +30,10 @@ from core.store import IngestRecord, Store
 from gateway.scim.errors import ScimError
 
 MAX_ATTEMPTS = 8
-"""Transactions a write tries before answering 409 (other writers of the same resource won
-every race: retry later)."""
+"""Transactions a write tries before answering 409 (writers in other gateway processes won
+every race: retry later). Writers of one resource in one process queue on a lock instead."""
+_WRITING: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+"""One lock per resource being written in this process (gone with its last waiter)."""
 SCAN_CHUNK = 500
 """Resources read per round trip when a list must look at every resource of a source."""
 
@@ -123,6 +126,19 @@ class ResourceStore:
         """Run `plan` in an optimistic transaction (see the module) and write what it says;
         the plan and its event's ingest answer. `name_keys`: the `userName` keys the write may
         take, watched with the resource (its current one is added)."""
+        user_key = keys.scim_user(source, resource_id)
+        lock = _WRITING.setdefault(user_key, asyncio.Lock())
+        async with lock:
+            return await self._write(source, resource_id, canonical_user, name_keys, plan)
+
+    async def _write(
+        self,
+        source: str,
+        resource_id: str,
+        canonical_user: str,
+        name_keys: Sequence[str],
+        plan: Planner,
+    ) -> tuple[Plan, Ingested | None]:
         user_key = keys.scim_user(source, resource_id)
         links_key = keys.links(canonical_user)
         for attempt in range(MAX_ATTEMPTS):
