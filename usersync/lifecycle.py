@@ -49,6 +49,7 @@ RESTART_ONLY = (
     "gateway.max_body_bytes",
     "gateway.max_inflight_body_bytes",
     "gateway.header_timeout_s",
+    "gateway.body_timeout_s",
     "gateway.keepalive_timeout_s",
     "gateway.max_connections",
     "worker.concurrency",
