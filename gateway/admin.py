@@ -146,17 +146,17 @@ ROUTES: tuple[Route, ...] = (
         "/metrics",
         get_metrics,
         "metrics",
-        "Prometheus metrics, computed from Redis at scrape time",
+        "Prometheus metrics of this process, and the deployment's read from Redis",
         OPERATIONS_TAG,
         "none",
         {
             200: Answer(
-                "Prometheus text format 0.0.4",
+                "Prometheus text format 0.0.4; also while Redis is down (usersync_redis_up 0, "
+                "the values read from Redis left out)",
                 media_types=("text/plain",),
                 schema={"type": "string"},
             )
         },
-        (503,),
     ),
 )
 """Vendor state, ordering resets and metrics (`gateway.routing`)."""
