@@ -188,12 +188,13 @@ def test_scrape_configuration_points_at_served_ports(tmp_path: Path) -> None:
 
 
 def test_redis_sentinel_topology(tmp_path: Path) -> None:
-    """A primary and a replica with AOF, noeviction and the Secret's password; three
-    Sentinels whose quorum is the budget's minimum; usersync's URL names the Service of
-    pod 0; the start scripts pass shellcheck."""
+    """A primary and two replicas with AOF, noeviction and the Secret's password; three
+    Sentinels whose quorum is the budget's minimum; usersync follows them (redis.sentinel:
+    every Sentinel, their master name, the data nodes' password) and waits for a replica's
+    acknowledgement; the start scripts pass shellcheck."""
     redis = named("StatefulSet", "usersync-redis")
     sentinel = named("StatefulSet", "usersync-sentinel")
-    assert (redis["spec"]["replicas"], sentinel["spec"]["replicas"]) == (2, 3)
+    assert (redis["spec"]["replicas"], sentinel["spec"]["replicas"]) == (3, 3)
     scripts = named("ConfigMap", "usersync-redis-scripts")["data"]
     for line in ("appendonly yes", "maxmemory-policy noeviction", "requirepass ${REDIS_PASSWORD}"):
         assert line in scripts["redis.sh"]
@@ -201,10 +202,14 @@ def test_redis_sentinel_topology(tmp_path: Path) -> None:
     assert quorum and int(quorum.group(1)) == 2
     assert named("PodDisruptionBudget", "usersync-sentinel")["spec"]["minAvailable"] == 2
     _, settings = usersync_settings(tmp_path)
-    primary = named("Service", "usersync-redis-primary")
-    assert settings.redis.url.endswith(f"@{primary['metadata']['name']}:6379/0")
-    assert primary["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == "usersync-redis-0"
-    assert f":{secret_template_env()['REDIS_PASSWORD']}@" in settings.redis.url
+    headless = named("Service", "usersync-sentinel-headless")["metadata"]["name"]
+    conf = settings.redis.sentinel
+    assert settings.redis.url is None and conf is not None
+    assert conf.addresses == [f"usersync-sentinel-{n}.{headless}:26379" for n in range(3)]
+    assert conf.master == "usersync"
+    assert conf.password is not None
+    assert conf.password.get_secret_value() == secret_template_env()["REDIS_PASSWORD"]
+    assert settings.redis.min_replicas_ack == 1
     for workload in (redis, sentinel):
         (env,) = workload["spec"]["template"]["spec"]["containers"][0]["env"][:1]
         assert env["valueFrom"]["secretKeyRef"] == {
