@@ -312,7 +312,7 @@ class WorkerSettings(_Strict):
         default=30,
         ge=3,
         description="a job run (at most one vendor call) running longer is cancelled and run "
-        "again; a killed worker's pairs are picked up again after this plus 10 s",
+        "again; a killed worker's pairs are taken over once its heartbeat lapses (5 s)",
     )
     max_batch: int = Field(
         default=100,

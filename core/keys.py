@@ -30,6 +30,9 @@ OWED_PAIRS = PREFIX + "owed"
 """Set of the pending-set keys (`pending(target, user_id)`) of every pair with work waiting:
 the ingest and replay scripts add, the begin and commit scripts remove a pair once its
 pending set is empty. The reconciler walks it (`core.pairs.PairQueue.reconcile`)."""
+HEARTBEAT_PREFIX = PREFIX + "worker:"
+"""`heartbeat(worker_id)` is this + the worker id (hex): how the scripts reach a worker's
+heartbeat from the id a lease token or an arq in-progress key holds."""
 RECONCILE_LOCK = PREFIX + "reconcile"
 """String (PX): held by the one worker running the reconciler's pass this interval."""
 DEAD_LETTER_SEPARATOR = ":"
@@ -102,8 +105,21 @@ def applied(target: str, user_id: str) -> str:
 
 
 def lease(target: str, user_id: str) -> str:
-    """String: the token of the one worker allowed to call the vendor for this pair (PX)."""
+    """String: the token of the one worker allowed to call the vendor for this pair (PX);
+    the token names the worker (`lease_token`), so a run can see its holder is dead."""
     return f"{PREFIX}lease:{target}:{user_id}"
+
+
+def lease_token(job_id: str, worker_id: str, nonce: str) -> str:
+    """A run's lease token: its job id, its worker's id (`HEARTBEAT_PREFIX`), a nonce. The
+    begin script reads the worker id back from `:<worker id>/<nonce>` at the end."""
+    return f"{job_id}:{worker_id}/{nonce}"
+
+
+def heartbeat(worker_id: str) -> str:
+    """String (PX, refreshed every second): present while the worker process lives. The
+    begin and claim scripts take over a lease or a claimed job whose worker's key is gone."""
+    return HEARTBEAT_PREFIX + worker_id
 
 
 def pair_job_prefix(target: str, user_id: str) -> str:
@@ -309,6 +325,7 @@ LAYOUT: Mapping[Callable[..., str], Fields | None] = {
     waiting: None,
     applied: Fields(data=True),
     lease: None,
+    heartbeat: None,
     vendor: Fields(
         (
             VENDOR_FAILURES,

@@ -74,6 +74,8 @@ class Begun:
     verdict: BeginVerdict
     batch: PairBatch | None = None
     busy_ms: int = 0
+    replaced: str | None = None
+    """The lease token this run took over from a worker whose heartbeat was gone."""
 
 
 @dataclass
@@ -169,7 +171,8 @@ class PairQueue:
             return Begun("busy", busy_ms=int(reply[1]))
         if verdict != "ok":
             return Begun(verdict)
-        refs, events, applied_raw, link, profile_raw, pair_raw = reply[1:]
+        refs, events, applied_raw, link, profile_raw, pair_raw = reply[1:7]
+        replaced = _text(reply[7]) if len(reply) > 7 else None
         pending = [
             PendingRef(
                 ref=refs[2 * n].decode(),
@@ -200,6 +203,7 @@ class PairQueue:
                 reserved_slot_ms=int(float(slot)) if slot is not None else None,
                 isolate_left=int(isolate) if isolate is not None else 0,
             ),
+            replaced=replaced,
         )
 
     async def commit(

@@ -23,6 +23,7 @@ import structlog
 from pydantic import ValidationError
 
 from config.settings import Settings, VendorSettings
+from core import keys
 from core.pairs import CLEAR_SLOT, Commit, PairQueue
 from core.secrets import SecretUndecryptable, secret_box
 from core.status import TargetStatus, utc_now_iso
@@ -69,8 +70,11 @@ class DeliveryEngine:
         session: aiohttp.ClientSession,
         random_source: Callable[[], float] = random.random,
         metrics: DeliveryMetrics | None = None,
+        worker_id: str = "",
     ) -> None:
         self.settings = settings
+        self.worker_id = worker_id
+        """Put in each lease token: with its heartbeat gone, another run takes the lease."""
         self.pairs = pairs
         self.guard = guard
         self.adapters = adapters
@@ -87,7 +91,7 @@ class DeliveryEngine:
         structlog.contextvars.bind_contextvars(vendor=target, user_id=user_id)
         vendor = self.settings.vendors.get(target)
         lease_ms = int(((vendor.timeout_s if vendor else 10) + 5) * 1000)
-        token = f"{job_id}:{uuid.uuid4().hex[:12]}"
+        token = keys.lease_token(job_id, self.worker_id, uuid.uuid4().hex[:12])
         begun = await self.pairs.begin(
             target, user_id, job_id, token, lease_ms, self.settings.worker.max_batch
         )
@@ -95,6 +99,8 @@ class DeliveryEngine:
             raise RunAgain(begun.busy_ms / 1000 + 0.05)
         if begun.batch is None:
             return
+        if begun.replaced is not None:  # its worker died mid-run: this run redoes its work
+            log.warning("lease_taken_over", previous=begun.replaced, outcome="taken_over")
         run = Run(target, user_id, token, begun.batch)
         try:
             commit = await self._decide(run)

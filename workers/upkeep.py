@@ -1,4 +1,12 @@
-"""What a worker process does besides running jobs: the reconciler.
+"""What a worker process does besides running jobs: its heartbeat, and the reconciler.
+
+The heartbeat (`keys.heartbeat`, PX `HEARTBEAT_TTL_S`, written every `HEARTBEAT_EVERY_S`) says
+the process lives. Its id is in every lease token it takes and every arq in-progress key it
+claims (`workers.claim`), so when it is killed, its key lapses within `HEARTBEAT_TTL_S` and
+another worker claims the job and takes the pair's lease at once, instead of waiting for the
+in-progress key (`job_timeout_s` + 10 s) and the lease (`timeout_s` + 5 s) to expire. A worker
+whose event loop stalls longer than the TTL can lose its lease that way: its commit is then
+refused (fenced by the token) and the other run redoes the work, at least once as ever.
 
 The reconciler is the safety net under "a pair with work has exactly one job": whatever lost a
 pair's job (an operator deleting arq keys, a Redis that lost writes, a bug), the pair is found
@@ -26,9 +34,35 @@ from workers.runs import now_ms
 
 log = structlog.get_logger("usersync.worker")
 
+HEARTBEAT_TTL_S = 5.0
+HEARTBEAT_EVERY_S = 1.0
+
 LOCK_SHARE = 0.8
 """The reconciler lock lasts this share of the interval, so the worker that held it can take
 it again at its next tick: passes come about once an interval, never two at once."""
+
+
+async def beat(redis: Redis, worker_id: str) -> None:
+    """Say this worker lives for the next `HEARTBEAT_TTL_S`."""
+    await redis.set(keys.heartbeat(worker_id), b"1", px=int(HEARTBEAT_TTL_S * 1000))
+
+
+async def heartbeat_forever(redis: Redis, worker_id: str) -> None:
+    """Refresh the heartbeat every `HEARTBEAT_EVERY_S` until cancelled."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_EVERY_S)
+        try:
+            await beat(redis, worker_id)
+        except RedisError as exc:  # Redis away: nothing to take over meanwhile either
+            log.warning("heartbeat_failed", error=type(exc).__name__, outcome="retry")
+
+
+async def forget(redis: Redis, worker_id: str) -> None:
+    """A worker stopping cleanly drops its heartbeat (its runs gave their leases back)."""
+    try:
+        await redis.delete(keys.heartbeat(worker_id))
+    except RedisError:
+        log.warning("heartbeat_not_removed", outcome="expires")
 
 
 async def reconcile_once(redis: Redis, pairs: PairQueue, interval_s: float, owner: str) -> bool:

@@ -11,6 +11,7 @@ pickle, because the gateway writes them itself.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +32,7 @@ from workers.claim import ClaimingWorker
 from workers.engine import DeliveryEngine
 from workers.instruments import DeliveryMetrics
 from workers.runs import RunAgain
-from workers.upkeep import reconcile_forever
+from workers.upkeep import beat, forget, heartbeat_forever, reconcile_forever
 from workers.vendors.base import VendorAdapter
 
 log = structlog.get_logger("usersync.worker")
@@ -44,7 +45,7 @@ ENGINE_REDIS = "usersync_redis"
 """The worker context's key of the engine's own Redis client."""
 
 UPKEEP = "usersync_upkeep"
-"""The worker context's key of the reconciler task (`workers.upkeep`)."""
+"""The worker context's key of the heartbeat and reconciler tasks (`workers.upkeep`)."""
 
 CRASH_RETRY_S = 5
 """A run that crashed (a bug, Redis gone mid-run) runs again this much later."""
@@ -92,6 +93,7 @@ def build_worker(
     """An arq Worker wired to our engine; the caller runs it (`async_run` or `run`).
     `metrics`: the process's instruments, which outlive the arq workers it restarts."""
     instruments = metrics or DeliveryMetrics.of(settings)
+    worker_id = uuid.uuid4().hex
 
     async def startup(ctx: dict[str, Any]) -> None:
         connector = aiohttp.TCPConnector(limit=settings.worker.concurrency * 2, limit_per_host=0)
@@ -105,20 +107,24 @@ def build_worker(
         ctx[ENGINE_REDIS] = redis
         guard = VendorGuard(redis, on_transition=instruments.transition)
         ctx["engine"] = DeliveryEngine(
-            settings, pairs, guard, adapters, session, metrics=instruments
+            settings, pairs, guard, adapters, session, metrics=instruments, worker_id=worker_id
         )
-        ctx[UPKEEP] = asyncio.create_task(
-            reconcile_forever(redis, pairs, lambda: ctx["engine"].settings)
-        )
+        await beat(redis, worker_id)  # alive before its first claim
+        ctx[UPKEEP] = [
+            asyncio.create_task(heartbeat_forever(redis, worker_id)),
+            asyncio.create_task(reconcile_forever(redis, pairs, lambda: ctx["engine"].settings)),
+        ]
         log.info(
             "worker_started", concurrency=settings.worker.concurrency, vendors=sorted(adapters)
         )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        upkeep: asyncio.Task[None] | None = ctx.pop(UPKEEP, None)
-        if upkeep is not None:
-            upkeep.cancel()
-            await asyncio.gather(upkeep, return_exceptions=True)
+        upkeep: list[asyncio.Task[None]] = ctx.pop(UPKEEP, [])
+        for task in upkeep:
+            task.cancel()
+        await asyncio.gather(*upkeep, return_exceptions=True)
+        if upkeep:
+            await forget(ctx[ENGINE_REDIS], worker_id)
         session: aiohttp.ClientSession | None = ctx.get("session")
         if session is not None:
             await session.close()
@@ -129,6 +135,7 @@ def build_worker(
 
     return ClaimingWorker(
         functions=[func(deliver, name=DELIVER_FUNCTION, max_tries=ARQ_MAX_TRIES)],
+        worker_id=worker_id,
         **arq_redis(redis_url),
         on_startup=startup,
         on_shutdown=shutdown,
@@ -203,7 +210,14 @@ def apply_settings(
     if not isinstance(old, DeliveryEngine):
         return
     new = DeliveryEngine(
-        settings, old.pairs, old.guard, adapters, old.session, old.random, metrics=old.metrics
+        settings,
+        old.pairs,
+        old.guard,
+        adapters,
+        old.session,
+        old.random,
+        metrics=old.metrics,
+        worker_id=old.worker_id,
     )
     for name, bulkhead in old.bulkheads.items():
         if name in new.bulkheads and settings.in_flight_limit(name) == old.settings.in_flight_limit(

@@ -2,9 +2,18 @@
 -- pending with the pair's context (core.pairs.PairQueue.begin).
 -- KEYS: pair, lease, pending, applied, links, profile.
 -- ARGV: job id, lease token, lease ms, most refs to read, target, the event key prefix.
+-- A lease held by a worker whose heartbeat is gone (killed) is taken over at once: the reply
+-- then ends with the token it replaced.
 if redis.call('HGET', KEYS[1], '${PAIR_JOB}') ~= ARGV[1] then return {'stale'} end
+local replaced = false
 if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
-  return {'busy', redis.call('PTTL', KEYS[2])}
+  local current = redis.call('GET', KEYS[2])
+  local holder = current and string.match(current, ':(%x+)/%x+$$')
+  if not holder or redis.call('EXISTS', '${HEARTBEAT_PREFIX}' .. holder) == 1 then
+    return {'busy', redis.call('PTTL', KEYS[2])}
+  end
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  replaced = current
 end
 local refs = redis.call('ZRANGE', KEYS[3], 0, tonumber(ARGV[4]) - 1, 'WITHSCORES')
 if #refs == 0 then
@@ -21,4 +30,4 @@ for i = 1, #refs, 2 do
 end
 return {'ok', refs, events, redis.call('HGETALL', KEYS[4]), redis.call('HGET', KEYS[5], target),
         redis.call('HMGET', KEYS[6], ${PROFILE_PARTS}),
-        redis.call('HMGET', KEYS[1], '${PAIR_SLOT}', '${PAIR_ISOLATE}')}
+        redis.call('HMGET', KEYS[1], '${PAIR_SLOT}', '${PAIR_ISOLATE}'), replaced}
