@@ -136,6 +136,24 @@ def _log_write(action: str, source: str, plan: Plan, resource_id: str) -> None:
     )
 
 
+def _user_names(body: Any) -> list[str]:
+    """The `userName` keys a replace or patch body may give the user (watched by its write):
+    a PUT's `userName`, a PATCH's `userName` path or path-less value."""
+    if not isinstance(body, dict):
+        return []
+    names = [body.get("userName")]
+    operations = body.get("Operations")
+    for operation in operations if isinstance(operations, list) else []:
+        if not isinstance(operation, dict):
+            continue
+        value, path = operation.get("value"), operation.get("path")
+        if isinstance(path, str) and path.lower() == "username":
+            names.append(value)
+        elif path is None and isinstance(value, dict):
+            names += [item for key, item in value.items() if str(key).lower() == "username"]
+    return [key for name in names if (key := name_key(name))]
+
+
 # -- Users -------------------------------------------------------------------------------------
 
 
@@ -167,18 +185,7 @@ async def _update(request: web.Request, action: str) -> web.Response:
     resource_id = _resource_id(request)
     writer = _writer(request, source)
     if_match = request.headers.get("If-Match")
-    wanted: list[str] = []
-    if isinstance(body, dict):
-        for key, value in body.items():
-            if key == "userName" and (found := name_key(value)):
-                wanted.append(found)
-        operations = body.get("Operations")
-        for operation in operations if isinstance(operations, list) else []:
-            value = operation.get("value") if isinstance(operation, dict) else None
-            names = [value] if isinstance(value, str) else []
-            if isinstance(value, dict):
-                names = [item for key, item in value.items() if key.lower() == "username"]
-            wanted += [found for name in names if (found := name_key(name))]
+    wanted = _user_names(body)
 
     async def plan(current: StoredUser | None, links: Any) -> Plan:
         if current is None:

@@ -236,3 +236,18 @@ async def test_concurrent_writes_of_one_user_all_land(scim: Scim, redis: Redis) 
     assert [answer.status for answer in answers] == [200] * 20
     assert sorted(int(a.headers["ETag"][3:-1]) for a in answers) == list(range(2, 22))
     assert len(await _event_ids(redis, "okta")) == 21
+
+
+async def test_a_renamed_user_is_found_by_its_new_name_only(scim: Scim) -> None:
+    """A path-less rename moves the userName: the new name finds the user, the old one is free
+    for another user."""
+    user_id = (await scim.create("old.name@example.com")).body["id"]
+    renamed = await scim.patch(
+        user_id, {"op": "replace", "value": {"userName": "New.Name@example.com"}}
+    )
+    assert (renamed.status, renamed.body["userName"]) == (200, "New.Name@example.com")
+    found = await scim.call("GET", "/Users?filter=" + quote('userName eq "new.name@example.com"'))
+    assert [user["id"] for user in found.body["Resources"]] == [user_id]
+    gone = await scim.call("GET", "/Users?filter=" + quote('userName eq "old.name@example.com"'))
+    assert gone.body["totalResults"] == 0
+    assert (await scim.create("old.name@example.com")).body["id"] != user_id
