@@ -287,6 +287,13 @@ class SourceSettings(_Strict):
         "(create and change), create (create a missing link, never change one: a different id "
         "is a 409 link_conflict), none (external ids refused, 422 links_not_allowed)",
     )
+    cloudevents_type_prefix: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$",
+        description="what this source's CloudEvent types start with, stripped before the "
+        "event type is read (e.g. `com.example.` takes `com.example.user.updated`); a type "
+        "without it is refused; left out: types are the bare `user.updated`, ...",
+    )
 
     @model_validator(mode="after")
     def _credentials(self) -> SourceSettings:

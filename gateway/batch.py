@@ -11,6 +11,7 @@ whose storage is not known (a retry answers those already stored as duplicates).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -24,9 +25,10 @@ from core.ports import VendorFieldsCheck
 from core.secrets import SecretBox
 from core.status import utc_now_iso
 from core.store import IngestRecord
-from gateway import answers
+from gateway import answers, cloudevents
 from gateway.auth import check_headers, enforce_source_rate, source_of, verify_body
 from gateway.body import MAX_ARRAY_ITEMS, parse_json_object, read_json_body
+from gateway.cloudevents_schema import BATCH_BODY
 from gateway.context import (
     SECRET_BOX,
     SETTINGS,
@@ -75,20 +77,24 @@ def _events(body: dict[str, Any], settings: Settings) -> list[Any]:
     return events
 
 
+Validate = Callable[[Any, Settings, SourceSettings, VendorFieldsCheck], tuple[Event, list[str]]]
+
+
 def checked_event(
     item: Any,
     settings: Settings,
     source: SourceSettings,
     box: SecretBox,
     check_fields: VendorFieldsCheck,
+    validate: Validate = validated_event,
 ) -> IngestRecord:
     """One event of a batch checked as `POST /v1/events` checks its body once read: its size
     (413), an object (422), the schema (422), the source (403), the targets (422/403), its
-    secrets (422); what the store writes for it."""
+    secrets (422); what the store writes for it. `validate` reads a v1 event or a CloudEvent."""
     limit = settings.gateway.max_body_bytes
     if len(orjson.dumps(item)) > limit:
         raise ApiError(413, "body_too_large", f"the body exceeds {limit} bytes", {"limit": limit})
-    event, targets = validated_event(item, settings, source, check_fields)
+    event, targets = validate(item, settings, source, check_fields)
     return build_record(event, targets, source, box)
 
 
@@ -118,11 +124,17 @@ async def post_events_batch(request: web.Request) -> web.Response:
     store = request.app[STORE]
     # The same order of refusals as `POST /v1/events` (see `routes._validated_event`).
     claim = check_headers(request, settings, admin_allowed=False)  # before a byte of body
+    of_cloudevents = cloudevents.is_batch(request)  # 415 for one CloudEvent, before the body
     raw = await read_json_body(request, body_limit(settings))
     source = source_of(await verify_body(claim, settings, raw, store.redis))
     request.app[STORAGE].check()  # 503 storage_full, as for one event
-    envelope = parse_json_object(raw, max(MAX_ARRAY_ITEMS, settings.gateway.batch_max_events + 1))
-    events = _events(envelope, settings)
+    if of_cloudevents:
+        events = cloudevents.batch_events(raw, settings)
+    else:
+        envelope = parse_json_object(
+            raw, max(MAX_ARRAY_ITEMS, settings.gateway.batch_max_events + 1)
+        )
+        events = _events(envelope, settings)
     await enforce_source_rate(request.app[SOURCE_RATES], source, cost=len(events))
 
     box = request.app[SECRET_BOX]
@@ -130,11 +142,13 @@ async def post_events_batch(request: web.Request) -> web.Response:
     results: list[dict[str, Any]] = []
     records: list[IngestRecord] = []
     accepted_at: list[int] = []  # the index in `results` of each record
+    validate = cloudevents.validated_cloudevent if of_cloudevents else validated_event
+    given_id = cloudevents.given_id if of_cloudevents else _given_id
     for index, item in enumerate(events):
         try:
-            record = checked_event(item, settings, source, box, check_fields)
+            record = checked_event(item, settings, source, box, check_fields, validate)
         except ApiError as exc:
-            results.append(_refused(source, index, _given_id(item), exc))
+            results.append(_refused(source, index, given_id(item), exc))
             continue
         accepted_at.append(index)
         records.append(record)
@@ -172,6 +186,8 @@ async def post_events_batch(request: web.Request) -> web.Response:
                 event_id=record.event_id,
                 outcome="duplicate",
             )
+    if of_cloudevents:
+        cloudevents.speak_results(results)
     log.info("batch_ingested", source=source.name, events=len(events), **counts)
     request.app[GATEWAY_METRICS].ingested(
         source.name, counts["accepted"], counts["duplicates"], counts["refused"]
@@ -213,7 +229,7 @@ ROUTES: tuple[Route, ...] = (
             )
         },
         (400, 401, 403, 408, 413, 415, 422, 429, 503),
-        {JSON: Schema(_batch_schema, (Event,))},
+        {JSON: Schema(_batch_schema, (Event,)), **BATCH_BODY},
         description="1 to `gateway.batch_max_events` events. The body may be "
         "`max_body_bytes * batch_max_events` (at most 16 MiB), each event `max_body_bytes` "
         "(else that event is a 413). The request is authenticated once; a 4xx here concerns "
@@ -221,7 +237,9 @@ ROUTES: tuple[Route, ...] = (
         "its own (its result's status is 422), the others are still accepted. All accepted "
         "events are stored in one round trip, in order: a repeated `event_id` is a duplicate "
         "(200) of its first occurrence. A 503 means the outcome of the batch is unknown: "
-        "send it again (events already stored answer 200, duplicate).",
+        "send it again (events already stored answer 200, duplicate). Or a JSON array of "
+        "structured CloudEvents 1.0 (`application/cloudevents-batch+json`), each read as "
+        "`POST /v1/events` reads one; a result's `event_id` is then the CloudEvent's `id`.",
     ),
 )
 """`POST /v1/events:batch` (`gateway.routing`)."""

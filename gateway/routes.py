@@ -12,7 +12,7 @@ from config.settings import ADMIN_SETTER, NAME_PATTERN
 from core.event import EVENT_ID_PATTERN, USER_ID_PATTERN, VENDOR_ID_PATTERN, Event
 from core.links import LinkConflict, LinkDetail
 from core.status import utc_now_iso
-from gateway import answers
+from gateway import answers, cloudevents
 from gateway.auth import (
     Caller,
     authenticate_caller,
@@ -23,6 +23,7 @@ from gateway.auth import (
     verify_body,
 )
 from gateway.body import parse_json_object, read_json_body, read_json_object
+from gateway.cloudevents_schema import BINARY_MODE, STRUCTURED_BODY
 from gateway.context import (
     PREVIEWER,
     SECRET_BOX,
@@ -68,16 +69,21 @@ async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[st
     settings = request.app[SETTINGS]
     redis = request.app[STORE].redis
     claim = check_headers(request, settings, admin_allowed=False)
+    mode = cloudevents.event_mode(request)  # None: a plain v1 body
     raw = await read_json_body(request, settings.gateway.max_body_bytes)
     source = source_of(await verify_body(claim, settings, raw, redis))
     request.app[STORAGE].check()  # 503 storage_full, before the rate: it takes nothing
     await enforce_source_rate(request.app[SOURCE_RATES], source)
     check_fields = request.app[VENDOR_FIELDS]
-    event, targets = validated_event(parse_json_object(raw), settings, source, check_fields)
+    if mode is None:
+        event, targets = validated_event(parse_json_object(raw), settings, source, check_fields)
+    else:
+        event, targets = cloudevents.validated(mode, request, raw, settings, source, check_fields)
     structlog.contextvars.bind_contextvars(event_id=event.event_id, user_id=event.user.id)
     return Caller(source), event, targets
 
 
+@cloudevents.speaks_cloudevents
 async def post_event(request: web.Request) -> web.Response:
     caller, event, targets = await _validated_event(request)
     assert caller.source is not None
@@ -98,6 +104,7 @@ async def post_event(request: web.Request) -> web.Response:
     return json_response(original, 200)
 
 
+@cloudevents.speaks_cloudevents
 async def preview_event(request: web.Request) -> web.Response:
     caller, event, targets = await _validated_event(request)
     assert caller.source is not None
@@ -237,9 +244,9 @@ ROUTES: tuple[Route, ...] = (
             200: Answer("this source already sent this event_id", answers.DuplicateAcceptance),
         },
         _EVENT_ERRORS,
-        {JSON: Event},
+        {JSON: Event, **STRUCTURED_BODY},
         description="Limit: `gateway.max_body_bytes`. A 202 is answered only once the event "
-        "is durably in Redis.",
+        "is durably in Redis." + BINARY_MODE,
     ),
     Route(
         "POST",
@@ -251,8 +258,8 @@ ROUTES: tuple[Route, ...] = (
         "source",
         {200: Answer("per target: send (masked request), skipped or refused", answers.Preview)},
         _EVENT_ERRORS,
-        {JSON: Event},
-        description="Validated as `POST /v1/events`; nothing is stored or sent.",
+        {JSON: Event, **STRUCTURED_BODY},
+        description="Validated as `POST /v1/events`; nothing is stored or sent." + BINARY_MODE,
     ),
     Route(
         "GET",
