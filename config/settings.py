@@ -294,12 +294,22 @@ class SourceSettings(_Strict):
         "event type is read (e.g. `com.example.` takes `com.example.user.updated`); a type "
         "without it is refused; left out: types are the bare `user.updated`, ...",
     )
+    scim: bool = Field(
+        default=False,
+        description="this source's identity provider may provision users through the SCIM 2.0 "
+        "service provider at /scim/v2, authenticated by the source's bearer token",
+    )
 
     @model_validator(mode="after")
     def _credentials(self) -> SourceSettings:
         _one_token("token", self.token, self.token_sha256, required=True)
         if self.require_signature and self.hmac_secret is None:
             raise ValueError("require_signature needs an hmac_secret")
+        if self.scim and self.require_signature:
+            raise ValueError(
+                "scim: identity providers authenticate with the bearer token only, so a SCIM "
+                "source cannot require_signature"
+            )
         return self
 
     @property
@@ -552,6 +562,12 @@ class Settings(_Strict):
             if unsigned:
                 raise ValueError(
                     f"gateway.require_signatures: sources {unsigned} have no hmac_secret"
+                )
+            scim = [source.name for source in self.sources if source.scim]
+            if scim:
+                raise ValueError(
+                    f"gateway.require_signatures: SCIM sources {scim} authenticate with their "
+                    "bearer token only (identity providers do not sign)"
                 )
 
     def signature_required(self, source: SourceSettings) -> bool:

@@ -42,6 +42,8 @@ from gateway.errors import ApiError, redis_unavailable, replication_timeout
 from gateway.instruments import instrument
 from gateway.lifecycle import LIFECYCLE, Lifecycle
 from gateway.routing import Route, register
+from gateway.scim import api as scim_api
+from gateway.scim.errors import scim_errors
 from gateway.storage import add_storage_gauge, is_out_of_memory, storage_full
 
 log = structlog.get_logger("usersync.gateway")
@@ -52,6 +54,7 @@ ROUTES: tuple[Route, ...] = (
     *dead_letter_api.ROUTES,
     *admin.ROUTES,
     *openapi.ROUTES,
+    *scim_api.ROUTES,
 )
 """Every route the gateway serves, one `ROUTES` list per module: registered with aiohttp and
 described by `/openapi.json` from these same declarations (`gateway.routing`)."""
@@ -136,7 +139,7 @@ def create_gateway_app(
     each vendor's schema at ingest. `telemetry`: the process's metrics registry (one of the
     app's own without it)."""
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=settings.gateway.max_body_bytes
+        middlewares=[error_middleware, scim_errors], client_max_size=settings.gateway.max_body_bytes
     )
     app[SETTINGS] = settings
     app[STORE] = store
