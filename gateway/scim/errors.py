@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from scim2_models import Error, SCIMException
 
-from gateway.errors import ApiError, redis_unavailable
+from core.redis_client import ReplicationTimeout
+from gateway.errors import ApiError, redis_unavailable, replication_timeout
 from gateway.scim.service import BASE_PATH
 from gateway.storage import is_out_of_memory, storage_full
 
@@ -114,6 +115,9 @@ async def scim_errors(
         return ScimError.of(exc).response()
     except ApiError as exc:
         return of_api_error(exc).response()
+    except ReplicationTimeout as exc:
+        log.warning("replication_timeout", path=request.path, acked=exc.acked, wanted=exc.wanted)
+        return of_api_error(replication_timeout()).response()
     except RedisError as exc:
         if is_out_of_memory(exc):
             log.warning("storage_full_refused", path=request.path)

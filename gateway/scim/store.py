@@ -34,6 +34,8 @@ MAX_ATTEMPTS = 8
 every race: retry later). Writers of one resource in one process queue on a lock instead."""
 _WRITING: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 """One lock per resource being written in this process (gone with its last waiter)."""
+REPLICATED_CHANNEL = "usersync:scim:written"
+"""Pub/sub channel (no key, nobody listens) of the marker a write waits for replicas with."""
 SCAN_CHUNK = 500
 """Resources read per round trip when a list must look at every resource of a source."""
 
@@ -170,8 +172,24 @@ class ResourceStore:
             ingested = None
             if decided.record is not None:
                 ingested = Store.ingest_reply(decided.record, replies[0])
+            await self._replicated(user_key)
             return decided, ingested
         raise ScimError(409, None, "the resource kept changing under this write; retry it")
+
+    async def _replicated(self, user_key: str) -> None:
+        """With `redis.min_replicas_ack`, the write is promised only once enough replicas have
+        it (ReplicationTimeout, a 503, otherwise). WAIT counts from a connection's own last
+        replicated command, and the transaction's connection went back to the pool: so a
+        PUBLISH (replicated, on no key) is sent on this one after it, and waited for; replicas
+        that have it have the transaction, which came before it in the replication stream."""
+        ack = self.store.replica_ack
+        if ack is None:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.publish(REPLICATED_CHANNEL, user_key)
+            pipe.execute_command(*ack.command())
+            _, acked = await pipe.execute()
+        ack.check(acked)
 
     async def _taken(
         self, pipe: Any, source: str, name_keys: set[str], resource_id: str
