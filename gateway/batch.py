@@ -103,6 +103,10 @@ def _given_id(item: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _as_is(exc: ApiError) -> ApiError:
+    return exc
+
+
 def _refused(
     source: SourceSettings, index: int, event_id: str | None, exc: ApiError
 ) -> dict[str, Any]:
@@ -144,11 +148,12 @@ async def post_events_batch(request: web.Request) -> web.Response:
     accepted_at: list[int] = []  # the index in `results` of each record
     validate = cloudevents.validated_cloudevent if of_cloudevents else validated_event
     given_id = cloudevents.given_id if of_cloudevents else _given_id
+    speak = cloudevents.speak if of_cloudevents else _as_is  # the paths in its refusals
     for index, item in enumerate(events):
         try:
             record = checked_event(item, settings, source, box, check_fields, validate)
         except ApiError as exc:
-            results.append(_refused(source, index, given_id(item), exc))
+            results.append(_refused(source, index, given_id(item), speak(exc)))
             continue
         accepted_at.append(index)
         records.append(record)
@@ -159,7 +164,8 @@ async def post_events_batch(request: web.Request) -> web.Response:
     for index, record, ingested in zip(accepted_at, records, stored, strict=True):
         if isinstance(ingested, LinkConflict):  # refused by the script: nothing stored
             counts["refused"] += 1
-            results[index] = _refused(source, index, record.event_id, link_conflict(ingested))
+            refusal = speak(link_conflict(ingested))
+            results[index] = _refused(source, index, record.event_id, refusal)
             continue
         log_link_changes(record, ingested)
         created, answer = ingested
@@ -186,8 +192,6 @@ async def post_events_batch(request: web.Request) -> web.Response:
                 event_id=record.event_id,
                 outcome="duplicate",
             )
-    if of_cloudevents:
-        cloudevents.speak_results(results)
     log.info("batch_ingested", source=source.name, events=len(events), **counts)
     request.app[GATEWAY_METRICS].ingested(
         source.name, counts["accepted"], counts["duplicates"], counts["refused"]

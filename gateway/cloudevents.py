@@ -67,6 +67,11 @@ ATTRIBUTES = frozenset(
 """The context attributes CloudEvents 1.0 defines (any other is an extension: ignored)."""
 _OWN_PATHS = ATTRIBUTES | {"data", "data_base64", "(body)"}
 """Where a CloudEvent's problems are: an attribute, `data...`, or the body as a whole."""
+EXTENSION_NAME = "^[a-z0-9]{1,64}$"
+"""An extension attribute's name (the spec: lower-case letters and digits; 20 or fewer
+advised, 64 here)."""
+INTEGER_RANGE = (-(2**31), 2**31 - 1)
+"""The CloudEvents Integer type: what an extension attribute's number may be."""
 
 
 def _any_case(word: str) -> str:
@@ -79,6 +84,16 @@ JSON_MEDIA_TYPE = (
 )
 """A `datacontenttype` that says JSON (any case, parameters allowed): one pattern for the
 check and `/openapi.json`, written for both regex dialects."""
+
+
+class CloudEventError(ApiError):
+    """An error whose paths already name the CloudEvent's attributes: never renamed again (an
+    extension attribute's name could otherwise be taken for a v1 field's)."""
+
+
+def _refused(problems: list[dict[str, str]]) -> CloudEventError:
+    error = schema_error(problems)
+    return CloudEventError(error.status, error.code, error.message, error.details)
 
 
 def _unsupported(message: str) -> ApiError:
@@ -125,7 +140,7 @@ def _shape(value: Any, max_items: int, prefix: str) -> None:
     if problem is not None:
         path = problem["path"]
         problem["path"] = prefix if path == "(body)" else f"{prefix}.{path}".strip(".")
-        raise ApiError(422, "schema_violation", "the body's shape is refused", [problem])
+        raise CloudEventError(422, "schema_violation", "the body's shape is refused", [problem])
 
 
 def binary_event(headers: CIMultiDictProxy[str], raw: bytes) -> dict[str, Any]:
@@ -143,7 +158,7 @@ def binary_event(headers: CIMultiDictProxy[str], raw: bytes) -> dict[str, Any]:
         except UnicodeDecodeError:
             problem = "not UTF-8 once percent-decoded"
         if problem is not None:
-            raise schema_error([{"path": attribute, "message": problem}])
+            raise _refused([{"path": attribute, "message": problem}])
     if raw.strip():
         data = _loads(raw)
         _shape(data, MAX_ARRAY_ITEMS, "data")
@@ -217,7 +232,28 @@ def _attribute_problems(event: Mapping[str, Any], source: SourceSettings) -> lis
         if name in event and (not isinstance(event[name], str) or not event[name])
     ]
     problems += _data_problems(event.get("data"))
+    problems += [
+        {"path": name, "message": problem}
+        for name, value in event.items()
+        if name not in _OWN_PATHS
+        for problem in [_extension_problem(name, value)]
+        if problem is not None
+    ]
     return problems
+
+
+def _extension_problem(name: str, value: Any) -> str | None:
+    """An extension attribute is ignored, but must be one: a name of lower-case letters and
+    digits, a value of the CloudEvents type system (text, boolean, 32-bit integer; null is
+    absent)."""
+    if not re.fullmatch(EXTENSION_NAME, name):
+        return "not a CloudEvents attribute name (lower-case letters and digits)"
+    if value is None or isinstance(value, str | bool):
+        return None
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if whole and INTEGER_RANGE[0] <= value <= INTEGER_RANGE[1]:
+        return None
+    return "an extension attribute is text, a boolean or a 32-bit integer"
 
 
 def v1_body(
@@ -228,7 +264,7 @@ def v1_body(
     specversion = event.get("specversion")
     if specversion != SPECVERSION:
         message = "Field required" if specversion is None else "must be 1.0 (CloudEvents 1.0)"
-        raise schema_error([{"path": "specversion", "message": message}])
+        raise _refused([{"path": "specversion", "message": message}])
     problems = _attribute_problems(event, source)
     data = event.get("data")
     body = {
@@ -261,6 +297,7 @@ def validated_cloudevent(
     try:
         validated = validated_event(body, settings, source, check_fields)
     except ApiError as exc:
+        speak(exc)
         if not problems:
             raise
         if exc.code == "schema_violation" and isinstance(exc.details, list):
@@ -270,11 +307,11 @@ def validated_cloudevent(
                 problem
                 for problem in exc.details
                 if isinstance(event.get("data"), dict)
-                or str(problem.get("path")).partition(".")[0] in ATTRIBUTE_OF
+                or str(problem.get("path")).partition(".")[0] in ("id", "time")
             ]
-        raise schema_error(problems) from exc
+        raise _refused(problems) from exc
     if problems:
-        raise schema_error(problems)
+        raise _refused(problems)
     return validated
 
 
@@ -288,7 +325,13 @@ def validated(
 ) -> tuple[Event, list[str]]:
     """The event of a CloudEvent request of `mode`, read from its headers and `raw` body."""
     structlog.contextvars.bind_contextvars(cloudevent=mode)
-    event = parse_json_object(raw) if mode == "structured" else binary_event(request.headers, raw)
+    if mode == "binary":
+        event: Any = binary_event(request.headers, raw)
+    else:
+        try:
+            event = parse_json_object(raw)
+        except ApiError as exc:  # its paths are the CloudEvent's members already
+            raise CloudEventError(exc.status, exc.code, exc.message, exc.details) from exc
     return validated_cloudevent(event, settings, source, check_fields)
 
 
@@ -315,6 +358,14 @@ def _rename(details: Any) -> None:
         details["paths"] = [attribute_path(str(path)) for path in details["paths"]]
 
 
+def speak(exc: ApiError) -> ApiError:
+    """`exc` with its paths as the CloudEvent names them (in place; one raised by this module
+    already does)."""
+    if not isinstance(exc, CloudEventError):
+        _rename(exc.details)
+    return exc
+
+
 def is_cloudevent(request: web.Request) -> bool:
     return request.content_type == STRUCTURED or SPECVERSION_HEADER in request.headers
 
@@ -332,7 +383,7 @@ def speaks_cloudevents(handler: Handler) -> Handler:
             return await handler(request)
         except ApiError as exc:
             if is_cloudevent(request):
-                _rename(exc.details)
+                speak(exc)
             raise
 
     return handle
@@ -342,11 +393,3 @@ def given_id(item: Any) -> str | None:
     """A batch item's CloudEvent id, for its result (None if it has none)."""
     value = item.get("id") if isinstance(item, dict) else None
     return value if isinstance(value, str) else None
-
-
-def speak_results(results: list[dict[str, Any]]) -> None:
-    """A CloudEvents batch's refused results, their paths as the CloudEvents name them."""
-    for result in results:
-        error = result.get("body", {}).get("error")
-        if isinstance(error, dict):
-            _rename(error.get("details"))

@@ -17,8 +17,11 @@ from config.settings import Settings
 from core.event import EVENT_ID_PATTERN, Event
 from gateway.cloudevents import (
     ATTRIBUTE_OF,
+    ATTRIBUTES,
     BATCH,
     EVENT_TYPES,
+    EXTENSION_NAME,
+    INTEGER_RANGE,
     JSON_MEDIA_TYPE,
     SPECVERSION,
     STRUCTURED,
@@ -84,8 +87,9 @@ def structured_event(ref: Ref, settings: Settings) -> dict[str, Any]:
     event = ref(Event)["$ref"]
     return {
         "type": "object",
-        "description": "A CloudEvent 1.0 in structured mode. Extension attributes are "
-        "taken and ignored.",
+        "description": "A CloudEvent 1.0 in structured mode. Extension attributes (a name "
+        "of lower-case letters and digits, a value of text, a boolean or a 32-bit integer) "
+        "are taken and ignored.",
         "required": ["specversion", "id", "source", "type", "time", "data"],
         "properties": {
             "specversion": {"type": "string", "const": SPECVERSION},
@@ -113,6 +117,18 @@ def structured_event(ref: Ref, settings: Settings) -> dict[str, Any]:
             "datacontenttype": {"type": "string", "pattern": JSON_MEDIA_TYPE},
             "data": _data(event),
             "data_base64": False,
+        },
+        "propertyNames": {
+            "anyOf": [
+                {"enum": sorted(ATTRIBUTES | {"data", "data_base64"})},
+                {"pattern": EXTENSION_NAME},
+            ]
+        },
+        "additionalProperties": {
+            "description": "an extension attribute, ignored",
+            "type": ["string", "boolean", "integer", "null"],
+            "minimum": INTEGER_RANGE[0],
+            "maximum": INTEGER_RANGE[1],
         },
         "allOf": _type_rules(settings),
     }
