@@ -31,7 +31,8 @@ class ErrorDetail(_Answer):
         "source_mismatch, target_not_allowed (403); not_found (404); method_not_allowed (405); "
         "link_conflict, unreplayable, pair_in_flight (409); expired (410); body_too_large (413); "
         "unsupported_media_type (415); schema_violation, no_targets, secrets_not_configured, "
-        "links_not_allowed (422); rate_limited (429); redis_unavailable (503)"
+        "links_not_allowed (422); rate_limited (429); redis_unavailable, "
+        "replication_timeout (503)"
     )
     message: str = Field(description="for people")
     details: Any = Field(

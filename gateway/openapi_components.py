@@ -45,7 +45,10 @@ ERRORS: dict[int, str] = {
     501: "not offered by this service (SCIM `POST /.search` across resource types)",
     503: "Redis is unavailable (`redis_unavailable`), or too full for a new event "
     "(`storage_full`), or the gateway is reading too many request bodies at once "
-    "(`overloaded`): nothing was accepted or changed; retry after `Retry-After`",
+    "(`overloaded`): nothing was accepted or changed; retry after `Retry-After`. Or too few "
+    "replicas acknowledged the write in time (`replication_timeout`, with "
+    "`redis.min_replicas_ack`): the event may be stored; retry with the same event_id "
+    "(200 duplicate if it was)",
 }
 _RETRY_AFTER = {
     "Retry-After": {
