@@ -294,8 +294,11 @@ class Store:
     async def set_link(
         self, user_id: str, vendor: str, vendor_id: str, set_by: str, set_at: str
     ) -> str | None:
-        """Set a link and record who set it when, in one transaction; the id it held before."""
-        async with self.redis.pipeline(transaction=True) as pipe:
+        """Set a link and record who set it when, in one transaction; the id it held before.
+        MULTI and EXEC are sent by hand in a plain pipeline so that, with
+        `redis.min_replicas_ack`, the WAIT after EXEC runs on the connection that wrote."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.execute_command("MULTI")
             pipe.hget(keys.links(user_id), vendor)
             pipe.hset(keys.links(user_id), vendor, vendor_id)
             pipe.hset(
@@ -305,7 +308,13 @@ class Store:
                     keys.link_set_at_field(vendor): set_at,
                 },
             )
-            old, *_ = await pipe.execute()
+            pipe.execute_command("EXEC")
+            if self.replica_ack is not None:
+                pipe.execute_command(*self.replica_ack.command())
+            replies = await pipe.execute()
+        if self.replica_ack is not None:
+            self.replica_ack.check(replies[5])
+        old = replies[4][0]  # EXEC's replies: HGET's first
         return _text(old)
 
     async def get_profile(self, user_id: str) -> dict[str, str]:
