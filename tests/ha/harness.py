@@ -98,6 +98,7 @@ class Tally:
     retry of one stored), anything else, and when the first 202 after `kill_at` came."""
 
     statuses: Counter[int] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)
     accepted: dict[str, tuple[int, int]] = field(default_factory=dict)
     unexpected: list[str] = field(default_factory=list)
     missing_retry_after: int = 0
@@ -124,6 +125,7 @@ async def post_until_accepted(
     headers = {"Authorization": f"Bearer {HRIS_TOKEN}", "Content-Type": "application/json"}
     while time.monotonic() < deadline:
         url = urls[turn % len(urls)]
+        sent_at = time.monotonic()
         try:
             async with http.post(
                 url + "/v1/events", data=orjson.dumps(body), headers=headers
@@ -137,16 +139,24 @@ async def post_until_accepted(
             continue
         tally.statuses[status] += 1
         if status == 202 or (status == 200 and orjson.loads(raw).get("duplicate")):
-            now = time.monotonic()
-            if tally.kill_at is not None and tally.first_202_after_kill is None and status == 202:
-                tally.first_202_after_kill = now
+            killed = tally.kill_at
+            # the first 202 to a request sent after the kill (one sent before may be answered
+            # by the old primary just before it died)
+            if (
+                killed is not None
+                and sent_at > killed
+                and status == 202
+                and not tally.recovered.is_set()
+            ):
+                tally.first_202_after_kill = time.monotonic()
                 tally.recovered.set()
             tally.accepted[body["event_id"]] = (body["user"]["id"], body["user"]["version"])
             return
         if status != 503:
             tally.unexpected.append(f"{body['event_id']}: {status} {raw[:200]!r}")
-        elif retry_after is None:
-            tally.missing_retry_after += 1
+        else:
+            tally.refusals[orjson.loads(raw)["error"]["code"]] += 1
+            tally.missing_retry_after += retry_after is None
         await asyncio.sleep(RETRY_EVERY_S)
     tally.unexpected.append(f"{body['event_id']}: not accepted within {timeout_s}s")
 

@@ -82,7 +82,7 @@ async def test_sigkill_of_the_primary_loses_no_accepted_event(
         f"\nfailover: {len(tally.accepted)} events accepted ({before} before the kill), "
         f"answers {dict(tally.statuses)}, kill to first 202: "
         f"{'none' if recovery is None else f'{recovery:.2f}s'}, "
-        f"503s: {tally.statuses[503]}, events lost: {len(late)}"
+        f"503s: {tally.statuses[503]} {dict(tally.refusals)}, events lost: {len(late)}"
     )
     assert cluster.primary() is not old_primary
     assert recovery is not None, "no 202 after the kill"
@@ -90,6 +90,7 @@ async def test_sigkill_of_the_primary_loses_no_accepted_event(
     assert tally.missing_retry_after == 0
     assert tally.unreachable == 0  # the gateway itself never went away
     assert set(tally.statuses) <= {200, 202, 503}, tally.statuses
+    assert set(tally.refusals) <= {"redis_unavailable", "replication_timeout"}, tally.refusals
     assert not late, late[:10]
     for user in range(USERS):
         for target in TARGETS:
