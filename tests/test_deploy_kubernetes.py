@@ -196,7 +196,12 @@ def test_redis_sentinel_topology(tmp_path: Path) -> None:
     sentinel = named("StatefulSet", "usersync-sentinel")
     assert (redis["spec"]["replicas"], sentinel["spec"]["replicas"]) == (3, 3)
     scripts = named("ConfigMap", "usersync-redis-scripts")["data"]
-    for line in ("appendonly yes", "maxmemory-policy noeviction", "requirepass ${REDIS_PASSWORD}"):
+    for line in (
+        "appendonly yes",
+        "maxmemory-policy noeviction",
+        "requirepass ${REDIS_PASSWORD}",
+        "min-replicas-to-write 1",  # an isolated primary stops taking writes
+    ):
         assert line in scripts["redis.sh"]
     quorum = re.search(r"sentinel monitor usersync \S+ 6379 (\d+)", scripts["sentinel.sh"])
     assert quorum and int(quorum.group(1)) == 2
