@@ -164,6 +164,11 @@ class UserRef(BaseModel):
 
 
 EventType = Literal["user.updated", "user.deactivated", "user.activated"]
+Priority = Literal["normal", "urgent"]
+URGENT_PRIORITY = "urgent"
+URGENT_TYPES = ("user.deactivated",)
+"""Event types delivered as urgent whatever their `priority`: a deactivation must not wait
+behind a backlog (the ingest script reads these through `core.keys`)."""
 
 
 class Event(BaseModel):
@@ -183,6 +188,12 @@ class Event(BaseModel):
         default_factory=dict, max_length=50
     )
     targets: list[VendorInstance] | None = Field(default=None, min_length=1, max_length=50)
+    priority: Priority = Field(
+        default="normal",
+        description="`urgent`: delivered ahead of every normal backlog at each vendor instance, "
+        "within its rate limit, still coalesced and ordered with the user's other changes. "
+        "`user.deactivated` events are urgent whatever this says.",
+    )
 
     @field_validator("occurred_at")
     @classmethod
@@ -204,6 +215,11 @@ class Event(BaseModel):
         if not changes.model_fields_set:
             raise ValueError("changes must not be empty")
         return changes
+
+    @property
+    def urgent(self) -> bool:
+        """Delivered ahead of normal backlogs (`URGENT_TYPES`, or `priority: urgent`)."""
+        return self.priority == URGENT_PRIORITY or self.type in URGENT_TYPES
 
     @property
     def order_key(self) -> int:

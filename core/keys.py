@@ -16,6 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+# re-exported: the ingest script reads them as ${URGENT_PRIORITY} and ${URGENT_TYPES}
+from core.event import URGENT_PRIORITY as URGENT_PRIORITY
+from core.event import URGENT_TYPES as URGENT_TYPES
 from core.status import FINAL_STATES as _FINAL_STATES
 
 PREFIX = "usersync:"
@@ -234,6 +237,12 @@ PAIR_JOB = "job"
 PAIR_SLOT = "slot"
 """Pair hash: a rate-limit slot (ms, the vendor guard's clock) the pair reserved."""
 PAIR_ISOLATE = "isolate"
+PAIR_URGENT = "urgent"
+"""Pair hash: present while the pair holds an urgent change (`core.event.Event.urgent`): its
+job is queued ahead of normal ones and its calls take the vendor's urgent rate lane."""
+URGENT_LEAD_MS = "1000000000000"
+"""How far back an urgent job's queue score is put (ms, about 31 years): arq takes due jobs in
+score order, so it runs before every normal job already due."""
 """Pair hash: how many refs are still to be sent one call each, after a refused batch."""
 
 PROFILE_PARTS = ("given_name", "family_name", "display_name")
@@ -281,6 +290,11 @@ VENDOR_FACTOR = "factor"
 VENDOR_FACTOR_AT = "factor_at"
 """Vendor hash: when `factor` was last halved (ms)."""
 VENDOR_THROTTLED = "throttled"
+VENDOR_URGENT_TAT = "urgent_tat"
+"""Vendor hash: the urgent lane's next free slot (ms): urgent calls are spaced by the rate."""
+VENDOR_OWED = "owed"
+"""Vendor hash: slots urgent calls took while normal calls waited: as many normal reserved
+slots are given up (their pairs reserve again at the end), so the rate holds."""
 """Vendor hash: how many calls the vendor answered 429."""
 VENDOR_CALLS_PREFIX = "calls:"
 """Vendor hash: + a call outcome (`core.vendor_guard.CallOutcome`): how many calls had it."""
@@ -320,7 +334,7 @@ LAYOUT: Mapping[Callable[..., str], Fields | None] = {
     links: Fields(data=True),
     link_setters: Fields(prefixes=(LINK_SET_BY_PREFIX, LINK_SET_AT_PREFIX)),
     profile: Fields(PROFILE_PARTS, (PROFILE_ORDER_PREFIX,)),
-    pair: Fields((PAIR_JOB, PAIR_SLOT, PAIR_ISOLATE)),
+    pair: Fields((PAIR_JOB, PAIR_SLOT, PAIR_ISOLATE, PAIR_URGENT)),
     pending: None,
     waiting: None,
     applied: Fields(data=True),
@@ -337,6 +351,8 @@ LAYOUT: Mapping[Callable[..., str], Fields | None] = {
             VENDOR_FACTOR,
             VENDOR_FACTOR_AT,
             VENDOR_THROTTLED,
+            VENDOR_URGENT_TAT,
+            VENDOR_OWED,
         ),
         (VENDOR_CALLS_PREFIX, VENDOR_USAGE_PREFIX),
     ),

@@ -57,6 +57,8 @@ class PairBatch:
     """A rate-limit slot the pair reserved at the vendor guard (Redis's clock), if any."""
     isolate_left: int
     """Refs still to send one call each, after the vendor refused a coalesced call."""
+    urgent: bool = False
+    """The pair holds an urgent change: its calls take the vendor's urgent rate lane."""
 
 
 BeginVerdict = Literal["ok", "idle", "stale", "busy"]
@@ -109,6 +111,9 @@ class Commit:
     held: bool = False
     """The wait is for the vendor's circuit: list the job in `keys.held`, so the vendor guard
     can run it at once when the circuit closes instead of at `at_ms`."""
+    urgent: bool = False
+    """The run read the pair as urgent; if not and the pair is urgent now (an urgent change
+    came in meanwhile), its next job runs now, ahead of normal ones, not at `at_ms`."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +197,7 @@ class PairQueue:
             for part, value in zip(keys.PROFILE_PARTS, profile_raw, strict=True)
             if value is not None
         }
-        slot, isolate = pair_raw
+        slot, isolate, urgent = pair_raw
         return Begun(
             "ok",
             PairBatch(
@@ -202,6 +207,7 @@ class PairQueue:
                 profile=profile,
                 reserved_slot_ms=int(float(slot)) if slot is not None else None,
                 isolate_left=int(isolate) if isolate is not None else 0,
+                urgent=urgent is not None,
             ),
             replaced=replaced,
         )
@@ -254,6 +260,7 @@ class PairQueue:
         args.append(len(commit.applied))
         for key, order in commit.applied.items():
             args += [key, order]
+        args.append("1" if commit.urgent else "0")
         return ScriptCall(
             self._commit,
             [

@@ -84,9 +84,11 @@ class VendorGuard:
         now_ms: int | None,
         token: str,
         reserved_slot_ms: int | None,
+        urgent: bool = False,
     ) -> Permit:
         """May `name` be called now? A reserved slot that is due is used without a new one.
-        `now_ms` None: Redis's clock (the workers); a time: that one (tests)."""
+        `now_ms` None: Redis's clock (the workers); a time: that one (tests). `urgent`: the
+        call takes the urgent lane, ahead of normal reserved slots (vendor_permit.lua)."""
         reply = await self._permit(
             keys=[keys.vendor(name), keys.probe(name)],
             args=[
@@ -97,6 +99,7 @@ class VendorGuard:
                 int((settings.timeout_s + 5) * 1000),
                 int(settings.rate_limit.recovery_s * 1000),
                 token,
+                "1" if urgent else "",
             ],
         )
         verdict = reply[0].decode()

@@ -109,6 +109,7 @@ class DeliveryEngine:
             await asyncio.shield(self._release(run))
             raise
         commit.updates = run.updates
+        commit.urgent = run.batch.urgent
         if not await self.pairs.commit(
             target, user_id, token, now_ms(), commit, before=run.guard_record
         ):
@@ -164,7 +165,12 @@ class DeliveryEngine:
             return Commit("at", at_ms=at_ms)
         async with bulkhead:
             permit = await self.guard.permit(
-                run.target, vendor, None, run.token, run.batch.reserved_slot_ms
+                run.target,
+                vendor,
+                None,
+                run.token,
+                run.batch.reserved_slot_ms,
+                urgent=run.batch.urgent,
             )
             if not permit.allowed:
                 return self._deferred(run, included, permit)

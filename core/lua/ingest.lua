@@ -28,6 +28,13 @@ if #conflicts > 1 then return conflicts end
 redis.call('HSET', KEYS[1], '${EVENT_ACCEPTED}', ARGV[1], '${EVENT_BODY}', ARGV[2],
            '${EVENT_RECEIVED_AT}', received_at)
 local seq = KEYS[#targets * 2 + 5]
+-- urgent (core.event.Event.urgent): the pairs' jobs go ahead of normal ones, now
+local decoded, body = pcall(cjson.decode, ARGV[2])
+if not decoded or type(body) ~= 'table' then body = {} end
+local urgent = body['priority'] == '${URGENT_PRIORITY}'
+for _, urgent_type in ipairs({${URGENT_TYPES}}) do
+  if body['type'] == urgent_type then urgent = true end
+end
 for t = 1, #targets do
   local target = targets[t]
   local pair, pending = KEYS[5 + 2 * (t - 1)], KEYS[6 + 2 * (t - 1)]
@@ -35,8 +42,12 @@ for t = 1, #targets do
   redis.call('ZADD', pending, order, ref)
   redis.call('SADD', '${OWED_PAIRS}', pending)
   redis.call('ZADD', KEYS[#targets * 2 + 6 + t], now, ref)
-  if not redis.call('HGET', pair, '${PAIR_JOB}') then
-    schedule(pair, target[3], target[4], now, KEYS[4], seq, job_key_prefix)
+  local job = redis.call('HGET', pair, '${PAIR_JOB}')
+  if urgent then redis.call('HSET', pair, '${PAIR_URGENT}', '1') end
+  if not job then
+    schedule(pair, target[3], target[4], now, KEYS[4], seq, job_key_prefix, urgent)
+  elseif urgent then  -- the pair's job (waiting for a slot, a backoff) runs now, first
+    redis.call('ZADD', KEYS[4], 'XX', now - tonumber('${URGENT_LEAD_MS}'), job)
   end
 end
 -- An event waiting for a target has no TTL: the commit that makes its last target final

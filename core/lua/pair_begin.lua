@@ -30,4 +30,5 @@ for i = 1, #refs, 2 do
 end
 return {'ok', refs, events, redis.call('HGETALL', KEYS[4]), redis.call('HGET', KEYS[5], target),
         redis.call('HMGET', KEYS[6], ${PROFILE_PARTS}),
-        redis.call('HMGET', KEYS[1], '${PAIR_SLOT}', '${PAIR_ISOLATE}'), replaced}
+        redis.call('HMGET', KEYS[1], '${PAIR_SLOT}', '${PAIR_ISOLATE}', '${PAIR_URGENT}'),
+        replaced}

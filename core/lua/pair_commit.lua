@@ -6,7 +6,7 @@
 -- pending set).
 -- ARGV: token, now, ttl, job prefix, job payload, arq job key prefix, event key prefix,
 -- target, mode, at, slot, isolate, held, n updates, then 5 per update, then n applied, then 2
--- per applied field.
+-- per applied field, then whether the run was urgent.
 local final_states = {}
 for _, state in ipairs({${FINAL_STATES}}) do final_states[state] = true end
 -- whether every target of the event is delivered, skipped or dead (its statuses are JSON)
@@ -66,7 +66,11 @@ elseif ARGV[11] ~= '' then redis.call('HSET', KEYS[1], '${PAIR_SLOT}', ARGV[11])
 if ARGV[12] == '0' then redis.call('HDEL', KEYS[1], '${PAIR_ISOLATE}')
 elseif ARGV[12] ~= '' then redis.call('HSET', KEYS[1], '${PAIR_ISOLATE}', ARGV[12]) end
 local mode = ARGV[9]
-if mode == 'at' then
+-- the last argument: '1' if the run read the pair as urgent; an urgent change that came in
+-- while a normal run ran makes the pair's next job urgent and due now, whatever it waited for
+if mode == 'at' and ARGV[#ARGV] ~= '1' and redis.call('HEXISTS', KEYS[1], '${PAIR_URGENT}') == 1 then
+  schedule(KEYS[1], ARGV[4], ARGV[5], now, KEYS[5], KEYS[6], ARGV[6], true)
+elseif mode == 'at' then
   local at = tonumber(ARGV[10])
   local id = schedule(KEYS[1], ARGV[4], ARGV[5], at, KEYS[5], KEYS[6], ARGV[6])
   if ARGV[13] == '1' then
@@ -76,7 +80,8 @@ if mode == 'at' then
   end
 elseif mode == 'next' then
   if redis.call('ZCARD', KEYS[2]) > 0 then
-    schedule(KEYS[1], ARGV[4], ARGV[5], now, KEYS[5], KEYS[6], ARGV[6])
+    schedule(KEYS[1], ARGV[4], ARGV[5], now, KEYS[5], KEYS[6], ARGV[6],
+             redis.call('HEXISTS', KEYS[1], '${PAIR_URGENT}') == 1)
   else
     redis.call('DEL', KEYS[1])
   end

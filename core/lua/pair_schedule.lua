@@ -4,7 +4,9 @@
 -- drop the job, leaving its pair with work and no job. Its score carries a fraction of a
 -- millisecond from the job sequence (arq runs a job once its score is at most now, in whole
 -- ms: at most 1 ms later).
-local function schedule(pair_key, job_prefix, payload, at, queue, seq, job_key_prefix)
+-- An urgent pair's job due now is put ${URGENT_LEAD_MS} ms back: ahead of every normal job.
+local function schedule(pair_key, job_prefix, payload, at, queue, seq, job_key_prefix, urgent)
+  if urgent then at = at - tonumber('${URGENT_LEAD_MS}') end
   local n = redis.call('INCR', seq)
   local id = job_prefix .. n
   redis.call('SET', job_key_prefix .. id, payload)
