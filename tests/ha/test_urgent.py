@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from config.settings import Settings
 from core import keys
 from core.event import Event
+from core.vendor_guard import VendorGuard
 from tests.conftest import (
     HRIS_TOKEN,
     IDP_TOKEN,
@@ -24,6 +25,7 @@ from tests.conftest import (
     running_worker,
     wait_until,
 )
+from tests.test_vendor_guard import vendor
 from usersync.redis_server import EmbeddedRedis
 
 TARGET = "fleet-eu"
@@ -114,3 +116,30 @@ async def test_a_deactivation_overtakes_a_backlog_of_20000(
                 await gateway.wait_final(f"{SAMPLE_USER}-v{version}", timeout_s=30)
             applied = await redis.hgetall(keys.applied(TARGET, SAMPLE_USER))
             assert int(applied[b"email"]) == VERSIONS  # the vendor ended on the newest change
+
+
+async def test_urgent_calls_take_slots_that_normal_ones_give_back(redis: Redis) -> None:
+    """Behind a backlog an urgent permit goes at once (its own lane, spaced by the rate), and
+    as many normal reserved slots as urgent calls took are given up when they come due, their
+    pairs reserving again after the backlog: the vendor sees no more calls than its rate."""
+    guard, settings, now = VendorGuard(redis), vendor(per_second=10, burst=1), 1_000_000
+    alone = await guard.permit(TARGET, settings, now - 10_000, "alone", None, urgent=True)
+    assert alone.verdict == "go"  # no backlog: an ordinary permit, nothing owed
+    assert await redis.hget(keys.vendor(TARGET), keys.VENDOR_OWED) is None
+    normal = [await guard.permit(TARGET, settings, now, f"n-{n}", None) for n in range(10)]
+    assert [p.verdict for p in normal] == ["go"] + ["rate"] * 9
+    first = await guard.permit(TARGET, settings, now, "u-1", None, urgent=True)
+    second = await guard.permit(TARGET, settings, now, "u-2", None, urgent=True)
+    assert first.verdict == "go"
+    assert (second.verdict, second.wait_ms) == ("rate", 100)  # the lane is spaced by the rate
+    due = [p.slot_ms for p in normal[1:4]]
+    assert None not in due
+    answers = [
+        await guard.permit(TARGET, settings, slot, f"n-{n + 1}", slot)
+        for n, slot in enumerate(due)
+        if slot is not None
+    ]
+    assert [a.verdict for a in answers] == ["rate", "rate", "go"]  # two given back, then kept
+    last_reserved = normal[-1].slot_ms
+    assert last_reserved is not None
+    assert all(a.slot_ms is not None and a.slot_ms > last_reserved for a in answers[:2])
