@@ -181,7 +181,9 @@ class Event(BaseModel):
     occurred_at: Timestamp
     source: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] | None = None
     user: UserRef
-    changes: Changes = Field(default_factory=Changes)
+    # validate_default: a `user.updated` without `changes` is refused like an empty one, and a
+    # deactivation without them gets its `active` change from the type.
+    changes: Changes = Field(default_factory=Changes, validate_default=True)
     # An object of vendor-native fields, or for Plaspy a JSON Patch array: the vendor's adapter
     # validates it against that vendor's schema (a refusal is a permanent failure, never sent).
     vendor_fields: dict[VendorInstance, dict[str, Any] | list[dict[str, Any]]] = Field(

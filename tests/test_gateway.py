@@ -167,6 +167,26 @@ async def test_an_array_longer_than_1000_items_is_422(gateway: Gateway) -> None:
     ]
 
 
+async def test_an_update_without_changes_is_422_and_a_deactivation_needs_none(
+    gateway: Gateway, redis: Redis
+) -> None:
+    """`changes` left out of a `user.updated` is refused like an empty one (nothing stored); a
+    `user.deactivated` without it is accepted, its `active: false` taken from the type."""
+    body = event()
+    del body["changes"]
+    status, answer = await gateway.post(body)
+    assert status == 422, answer
+    assert [problem["path"] for problem in answer["error"]["details"]] == ["changes"]
+    assert await redis.zcard("arq:queue") == 0
+    deactivation = {**body, "event_id": "evt-2", "type": "user.deactivated"}
+    status, answer = await gateway.post(deactivation)
+    assert status == 202, answer
+    status, preview = await gateway.post(
+        {**deactivation, "event_id": "evt-3", "targets": ["partoo"]}, path="/v1/events:preview"
+    )
+    assert preview["targets"]["partoo"]["request"]["body"] == {"disabled": True}, preview
+
+
 async def test_not_json_content_type_is_415(gateway: Gateway) -> None:
     """A body not declared as JSON answers 415."""
     status, body = await gateway.post(orjson.dumps(event()), headers={"Content-Type": "text/plain"})
