@@ -229,7 +229,7 @@ def test_keys_are_checked_at_load_and_the_error_names_the_key_path(tmp_path: Pat
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, [KEY_A, bad]))
     message = str(caught.value)
-    assert "secrets.keys.1" in message and "Fernet key" in message
+    assert "secrets.keys[1]" in message and "Fernet key" in message
     assert bad not in message  # a mistyped key is still a secret
     short = Fernet.generate_key().decode()[:-8]
     with pytest.raises(ConfigError, match=r"secrets\.keys\.0"):
