@@ -15,7 +15,6 @@ from collections.abc import Collection
 import structlog
 from aiohttp import web
 
-from config.settings import Settings
 from core import metrics
 from core.event import USER_ID_PATTERN
 from core.ordering import reset_ordering
@@ -24,7 +23,15 @@ from gateway.auth import require_admin
 from gateway.context import DEAD_LETTERS, SETTINGS, STORE, VENDOR_GUARD, json_response
 from gateway.errors import ApiError
 from gateway.instruments import get_metrics as serve_metrics
-from gateway.routing import OPERATIONS_TAG, USER_ID, Answer, Route, Tag, query_parameter
+from gateway.routing import (
+    OPERATIONS_TAG,
+    USER_ID,
+    Answer,
+    Route,
+    Tag,
+    configured_vendor,
+    query_parameter,
+)
 
 log = structlog.get_logger("usersync.gateway")
 
@@ -96,11 +103,6 @@ async def reset_user_ordering(request: web.Request) -> web.Response:
 async def get_metrics(request: web.Request) -> web.Response:
     """This process's metrics (`gateway.instruments`), Redis read at scrape time."""
     return await serve_metrics(request)
-
-
-def configured_vendor(settings: Settings) -> dict[str, object]:
-    """A vendor instance this gateway has configured (only those are taken)."""
-    return {"type": "string", "enum": list(settings.vendors)}
 
 
 ROUTES: tuple[Route, ...] = (

@@ -239,10 +239,6 @@ class Replayed(_Answer):
     status_url: str
 
 
-class ReplayVendor(_Answer):
-    vendor: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
 class ReplayAll(_Answer):
     all: Literal[True]
 

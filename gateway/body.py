@@ -143,9 +143,19 @@ def not_an_object() -> ApiError:
     )
 
 
+MAX_NUMBER = 2**53
+"""Numbers are refused beyond ±2^53, where doubles stop holding every integer (RFC 7493,
+I-JSON): past it `9007199254740993` and `9007199254740992.0` would read as one number."""
+
+
 def shape_problem(value: Any, max_items: int) -> dict[str, str] | None:
-    """The first place `value` nests deeper than MAX_DEPTH or has an array longer than
-    `max_items`, as an error detail; None if there is none. Iterative: no recursion limit."""
+    """The first place `value` nests deeper than MAX_DEPTH, has an array longer than
+    `max_items` or a number beyond ±MAX_NUMBER, as an error detail; None if there is none.
+    Iterative: no recursion limit.
+
+    On the way, a number with no fraction that orjson read as a float (`5.0`) becomes the
+    integer it is (JSON, and the JSON schemas of `/openapi.json`, make no difference between
+    `5.0` and `5`; the strict models that take integers would refuse the float)."""
     stack: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
     while stack:
         node, path = stack.pop()
@@ -153,12 +163,23 @@ def shape_problem(value: Any, max_items: int) -> dict[str, str] | None:
             where = ".".join(path[:MAX_DEPTH]) + "..."
             return {"path": where, "message": f"nested deeper than {MAX_DEPTH} levels"}
         if isinstance(node, dict):
-            stack.extend((item, (*path, str(key))) for key, item in node.items())
+            items: Any = node.items()
         elif isinstance(node, list):
             if len(node) > max_items:
                 where = ".".join(path) or "(body)"
                 return {"path": where, "message": f"more than {max_items} items"}
-            stack.extend((item, (*path, str(n))) for n, item in enumerate(node))
+            items = enumerate(node)
+        else:
+            continue
+        for key, item in items:
+            if isinstance(item, int | float) and not isinstance(item, bool):
+                if abs(item) > MAX_NUMBER:
+                    where = ".".join((*path, str(key)))
+                    return {"path": where, "message": "a number beyond ±2^53 (I-JSON)"}
+                if isinstance(item, float) and item.is_integer():
+                    node[key] = int(item)
+            else:
+                stack.append((item, (*path, str(key))))
     return None
 
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import structlog
 from aiohttp import web
 
-from config.settings import NAME_PATTERN
+from config.settings import NAME_PATTERN, Settings
 from core import keys
 from core.dead_letters import (
     DEFAULT_LIMIT,
@@ -31,7 +31,18 @@ from gateway.auth import require_admin
 from gateway.body import read_json_object
 from gateway.context import DEAD_LETTERS, SETTINGS, STORE, json_response
 from gateway.errors import ApiError
-from gateway.routing import JSON, Answer, Route, Tag, path_parameter, query_parameter
+from gateway.routing import (
+    JSON,
+    Answer,
+    Parameter,
+    Ref,
+    Route,
+    Schema,
+    Tag,
+    configured_vendor,
+    path_parameter,
+    query_parameter,
+)
 
 log = structlog.get_logger("usersync.gateway")
 
@@ -65,6 +76,23 @@ def _parts(letter_id: str) -> tuple[str, str, str]:
     ):
         raise ApiError(404, "not_found", "no such dead letter")
     return parts
+
+
+LETTER_ID_PATTERN = (
+    NAME_PATTERN.removesuffix("$") + ":" + EVENT_ID_PATTERN[1:-1] + ":" + NAME_PATTERN[1:]
+)
+"""A dead letter's id, `{source}:{event_id}:{vendor}` (`core.keys.dead_letter_id`)."""
+CURSOR_PATTERN = "^[0-9]{1,15}:" + LETTER_ID_PATTERN[1:]
+"""A page's `next_cursor`: `{score}:{letter id}` of the last letter shown, the next page
+starting strictly after it: any position is a valid one, so any text of this shape is taken."""
+
+
+def _cursor(text: str) -> Cursor | None:
+    """The position a `cursor` names (None if it names none: a 422)."""
+    if not re.fullmatch(CURSOR_PATTERN, text):
+        return None
+    score, _, member = text.partition(":")
+    return Cursor(int(score), member)
 
 
 def _letter_id(request: web.Request) -> str:
@@ -101,17 +129,21 @@ async def list_dead_letters(request: web.Request) -> web.Response:
         else:
             limit = int(text)
     if "cursor" in query:
-        try:
-            cursor = Cursor.decode(query["cursor"])
-        except ValueError:
+        cursor = _cursor(query["cursor"])
+        if cursor is None:
             problems.append({"path": "cursor", "message": "not a next_cursor of this list"})
     if problems:
         raise invalid(problems, "invalid query parameters")
     page = await request.app[DEAD_LETTERS].page(
         vendor=vendor, source=source, limit=limit, cursor=cursor, now_ms=_now_ms()
     )
+    after = None if page.next_cursor is None else Cursor.decode(page.next_cursor)
     return json_response(
-        {"dead_letters": page.items, "total": page.total, "next_cursor": page.next_cursor}
+        {
+            "dead_letters": page.items,
+            "total": page.total,
+            "next_cursor": None if after is None else f"{after.score}:{after.member}",
+        }
     )
 
 
@@ -209,13 +241,47 @@ async def purge_dead_letters(request: web.Request) -> web.Response:
 
 
 _TAG = Tag("dead-letters", "the dead-letter queue (admin token)")
-_ID = path_parameter(
-    "id",
-    NAME_PATTERN.removesuffix("$") + ":" + EVENT_ID_PATTERN[1:-1] + ":" + NAME_PATTERN[1:],
-    "a dead letter: `{source}:{event_id}:{vendor}`",
+_ID = path_parameter("id", LETTER_ID_PATTERN, "a dead letter: `{source}:{event_id}:{vendor}`")
+_REMOVED = (
+    "; also an instance no longer configured while it still has dead letters (to inspect and "
+    "clean them up), any other name is a 422"
 )
 _VENDOR_FILTER = query_parameter(
-    "vendor", {"type": "string", "pattern": NAME_PATTERN}, "only this vendor instance's letters"
+    "vendor", configured_vendor, "only this configured vendor instance's letters" + _REMOVED
+)
+
+
+def _scope(ref: Ref, settings: Settings) -> dict[str, Any]:
+    """`_bulk_scope`'s body: `{"vendor": <instance>}` or `{"all": true}`."""
+    vendor = {"type": "object", "additionalProperties": False, "required": ["vendor"]}
+    vendor["properties"] = {"vendor": configured_vendor(settings)}
+    return {"oneOf": [vendor, ref(answers.ReplayAll)], "description": "a vendor" + _REMOVED}
+
+
+_PURGE_SCOPE = Parameter(
+    "scope",
+    "query",
+    lambda settings: {
+        "type": "object",
+        "oneOf": [
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["vendor"],
+                "properties": {"vendor": configured_vendor(settings)},
+            },
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["all"],
+                "properties": {"all": {"type": "string", "enum": ["true"]}},
+            },
+        ],
+    },
+    "exactly one of `vendor=<instance>` (that instance's letters" + _REMOVED + ") or "
+    "`all=true` (every letter)",
+    style=("form", True),
+    required=True,
 )
 
 ROUTES: tuple[Route, ...] = (
@@ -239,7 +305,12 @@ ROUTES: tuple[Route, ...] = (
                 {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
                 "letters per page",
             ),
-            query_parameter("cursor", {"type": "string"}, "the `next_cursor` of the previous page"),
+            query_parameter(
+                "cursor",
+                {"type": "string", "pattern": CURSOR_PATTERN},
+                "the `next_cursor` of the previous page (`{score}:{letter id}` of its last "
+                "letter): the page starts strictly after it",
+            ),
         ),
     ),
     Route(
@@ -252,7 +323,7 @@ ROUTES: tuple[Route, ...] = (
         "admin",
         {202: Answer("the letters dead when asked were replayed", answers.ReplayReport)},
         (400, 401, 403, 408, 413, 415, 422, 503),
-        {JSON: (answers.ReplayVendor, answers.ReplayAll)},
+        {JSON: Schema(_scope, (answers.ReplayAll,))},
     ),
     Route(
         "DELETE",
@@ -264,13 +335,7 @@ ROUTES: tuple[Route, ...] = (
         "admin",
         {200: Answer("dropped from the queue (the events stay `dead`)", answers.PurgeReport)},
         (401, 403, 422, 503),
-        parameters=(
-            _VENDOR_FILTER,
-            query_parameter(
-                "all", {"type": "string", "enum": ["true"]}, "every letter (instead of vendor)"
-            ),
-        ),
-        description="Exactly one of `vendor` or `all=true` (else 422).",
+        parameters=(_PURGE_SCOPE,),
     ),
     Route(
         "GET",

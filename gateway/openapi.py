@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 import core
 from config.settings import Settings
+from core.event import Event
 from gateway.context import SETTINGS
 from gateway.openapi_components import (
     DESCRIPTION,
@@ -30,6 +31,7 @@ from gateway.openapi_components import (
     SECURITY,
     SECURITY_SCHEMES,
 )
+from gateway.openapi_event import narrow_event
 from gateway.openapi_schemas import Key, component_schemas
 from gateway.routing import (
     JSON,
@@ -42,6 +44,10 @@ from gateway.routing import (
 
 PATH = "/openapi.json"
 DOCUMENT = web.AppKey("openapi_document", bytes)
+KindSchemas = Mapping[str, Mapping[str, Any]]
+"""Vendor kind -> the JSON schema of an event's `vendor_fields` for an instance of it."""
+KIND_SCHEMAS: web.AppKey[KindSchemas] = web.AppKey("vendor_fields_schemas")
+_DESCRIBED: web.AppKey[tuple[Route, ...]] = web.AppKey("openapi_routes")
 
 
 class _Walk:
@@ -102,10 +108,24 @@ class _Walk:
         return doc
 
 
-def build_document(settings: Settings, routes: Iterable[Route]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of a gateway serving `routes` with `settings`."""
+def build_document(
+    settings: Settings,
+    routes: Iterable[Route],
+    kind_schemas: KindSchemas | None = None,
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of a gateway serving `routes` with `settings`, exact for
+    them: what it describes is what that gateway accepts (`gateway.openapi_event`).
+    `kind_schemas`: the `vendor_fields` schema of each vendor kind that gives one."""
     routes = list(routes)
     refs, schemas = component_schemas(routes)
+    if (Event, "validation") in refs:
+        kinds = kind_schemas or {}
+        vendor_fields = {
+            name: kinds[vendor.kind]
+            for name, vendor in settings.vendors.items()
+            if vendor.kind in kinds
+        }
+        narrow_event(schemas, settings, vendor_fields)
     walk = _Walk(refs, settings)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
@@ -130,11 +150,21 @@ async def get_openapi(request: web.Request) -> web.Response:
 
 def publish(app: web.Application, routes: Iterable[Route]) -> None:
     """Build the document of `routes` now, from the app's settings (so a model that cannot
-    be described fails at start, not at the first request), for `get_openapi` to serve."""
+    be described fails at start, not at the first request), for `get_openapi` to serve;
+    again with new settings (`gateway.app.apply_settings`)."""
+    described = tuple(routes)
+    app[_DESCRIBED] = described
+    document = build_document(app[SETTINGS], described, app.get(KIND_SCHEMAS))
     # OPT_NON_STR_KEYS: scim2-models names its extension properties by a `str` subclass (URN)
-    app[DOCUMENT] = orjson.dumps(
-        build_document(app[SETTINGS], routes), option=orjson.OPT_NON_STR_KEYS
-    )
+    app[DOCUMENT] = orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS)
+
+
+def describe_vendor_fields(app: web.Application, kind_schemas: KindSchemas) -> None:
+    """Describe each instance's `vendor_fields` by its kind's schema (the workers' rule,
+    handed in by the composition root, `usersync.runtime`), from now on and across reloads."""
+    app[KIND_SCHEMAS] = kind_schemas
+    described: tuple[Route, ...] = app[_DESCRIBED]
+    publish(app, described)
 
 
 ROUTES: tuple[Route, ...] = (

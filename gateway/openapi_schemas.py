@@ -4,6 +4,7 @@ serialization side), with the rules pydantic checks but does not write into the 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -70,9 +71,20 @@ def _plain_keys(schema: Any) -> Any:
     return schema
 
 
+_BUILT: dict[tuple[int, ...], tuple[tuple[Route, ...], dict[Key, Any], dict[str, Any]]] = {}
+"""pydantic's schemas of a list of routes (the same list gives the same schemas): a gateway
+builds its document at start and again on each reload, and tests start many gateways."""
+
+
 def component_schemas(routes: Iterable[Route]) -> tuple[dict[Key, Any], dict[str, Any]]:
-    """(model and side -> its `$ref`, the schemas by name) for the routes' models."""
-    refs, top = models_json_schema(models_of(routes), ref_template=REF)
-    top = _plain_keys(top)
-    _closed_keys(top)
-    return dict(refs), top.get("$defs", {})
+    """(model and side -> its `$ref`, the schemas by name) for the routes' models; the
+    schemas are the caller's to change."""
+    listed = tuple(routes)
+    key = tuple(id(route) for route in listed)
+    if key not in _BUILT:  # the routes are kept with their schemas: their ids stay theirs
+        refs, top = models_json_schema(models_of(listed), ref_template=REF)
+        top = _plain_keys(top)
+        _closed_keys(top)
+        _BUILT[key] = (listed, dict(refs), top.get("$defs", {}))
+    _, refs, schemas = _BUILT[key]
+    return refs, copy.deepcopy(schemas)

@@ -8,7 +8,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from config.settings import ADMIN_SETTER, NAME_PATTERN
+from config.settings import ADMIN_SETTER
 from core.event import EVENT_ID_PATTERN, USER_ID_PATTERN, VENDOR_ID_PATTERN, Event
 from core.links import LinkConflict, LinkDetail
 from core.status import utc_now_iso
@@ -50,8 +50,10 @@ from gateway.routing import (
     OPERATIONS_TAG,
     USER_ID,
     Answer,
+    Parameter,
     Route,
     Tag,
+    configured_vendor,
     path_parameter,
     query_parameter,
 )
@@ -227,7 +229,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 LINKS_TAG = Tag("links", "identity links (admin token)")
-_VENDOR = path_parameter("vendor", NAME_PATTERN, "a configured vendor instance")
+_VENDOR = Parameter("vendor", "path", configured_vendor, "a configured vendor instance")
 _EVENT_ERRORS = (400, 401, 403, 408, 409, 413, 415, 422, 429, 503)
 
 ROUTES: tuple[Route, ...] = (

@@ -60,22 +60,30 @@ class Answer:
 @dataclass(frozen=True)
 class Parameter:
     """A path or query parameter; `schema` may depend on the configuration (a callable of
-    the settings), e.g. the enum of the configured vendor instances."""
+    the settings), e.g. the enum of the configured vendor instances. `style` (OpenAPI's
+    style and explode) lets an object stand for several query parameters that go together,
+    e.g. `("form", True)` with a `oneOf` of objects: exactly one of two parameters."""
 
     name: str
     where: Literal["path", "query"]
     schema: Mapping[str, Any] | Callable[[Settings], Mapping[str, Any]]
     description: str
+    style: tuple[str, bool] | None = None
+    required: bool = False
+    """A path parameter is always required."""
 
     def describe(self, settings: Settings) -> dict[str, Any]:
         schema = self.schema(settings) if callable(self.schema) else self.schema
-        return {
+        doc = {
             "name": self.name,
             "in": self.where,
-            "required": self.where == "path",
+            "required": self.required or self.where == "path",
             "description": self.description,
             "schema": dict(schema),
         }
+        if self.style is not None:
+            doc["style"], doc["explode"] = self.style
+        return doc
 
 
 def path_parameter(name: str, pattern: str, description: str) -> Parameter:
@@ -92,6 +100,11 @@ def query_parameter(
 class Tag:
     name: str
     description: str
+
+
+def configured_vendor(settings: Settings) -> dict[str, Any]:
+    """A vendor instance of this gateway's configuration (only those are taken)."""
+    return {"type": "string", "enum": list(settings.vendors)}
 
 
 EVENTS_TAG = Tag("events", "sources post events and read their status")

@@ -21,6 +21,7 @@ from config.settings import Settings
 from core.redis_client import RedisTarget, ReplicaAck, connect
 from core.store import Store
 from core.telemetry import Telemetry
+from gateway import openapi
 from gateway.access import ACCESS_LOG_ARGS
 from gateway.app import apply_settings as apply_gateway_settings
 from gateway.app import create_gateway_app
@@ -32,7 +33,7 @@ from workers.health import create_worker_http_app
 from workers.instruments import DeliveryMetrics
 from workers.preview import make_previewer
 from workers.vendors.base import VendorAdapter
-from workers.vendors.registry import build_adapters, vendor_fields_check
+from workers.vendors.registry import build_adapters, vendor_fields_check, vendor_fields_schemas
 from workers.worker import (
     ENGINE_REDIS,
     build_worker,
@@ -264,6 +265,7 @@ async def running_gateway(
         vendor_fields_check(adapters),
         telemetry=telemetry,
     )
+    openapi.describe_vendor_fields(app, vendor_fields_schemas())
     if control is not None:
         control.on_drain.append(lambda: setattr(app[LIFECYCLE], "shutting_down", True))
         control.on_reload.append(

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from config.settings import VendorSettings
 from core.masking import MASK, mask_secrets
 from workers.errors import RetryableDeliveryError, SchemaRefused, VendorRefused
+from workers.vendors import fields_schema
 
 SECRET_HEADERS = frozenset({"authorization", "x-apikey"})
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -326,6 +327,15 @@ class AdapterBase(ABC, Generic[AnswerT]):
         except ValidationError as exc:
             return schema_problems(exc, where)
         return []
+
+    @classmethod
+    def vendor_fields_schema(cls) -> dict[str, Any] | None:
+        """The JSON schema of what `vendor_fields_problems` takes (`/openapi.json` gives it
+        for each instance): `body_model`'s, unless a kind checks them its own way, which
+        must then describe it too (else None: any JSON is described)."""
+        if cls.vendor_fields_problems is not AdapterBase.vendor_fields_problems:
+            return None
+        return fields_schema.object_body(cls.body_model)
 
     @abstractmethod
     def vendor_message(self, payload: dict[str, Any]) -> str | None:

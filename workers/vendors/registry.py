@@ -25,6 +25,7 @@ __all__ = [
     "VendorKind",
     "build_adapters",
     "vendor_fields_check",
+    "vendor_fields_schemas",
 ]
 
 REGISTERED: Final = (
@@ -91,3 +92,16 @@ def vendor_fields_check(adapters: Mapping[str, VendorAdapter]) -> VendorFieldsCh
         ]
 
     return check
+
+
+def vendor_fields_schemas() -> dict[str, dict[str, Any]]:
+    """Kind -> the JSON schema of what an instance of it takes in an event's `vendor_fields`
+    (`vendor_fields_schema()`), for every kind that describes its rule: `/openapi.json` gives
+    it per instance; the composition root (`usersync.runtime`) hands it to the gateway."""
+    schemas = {}
+    for name, kind in KINDS.items():
+        describe = getattr(kind.adapter, "vendor_fields_schema", None)
+        schema = describe() if describe is not None else None
+        if schema is not None:
+            schemas[name] = schema
+    return schemas

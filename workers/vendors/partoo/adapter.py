@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from workers.errors import SchemaRefused
+from workers.vendors import fields_schema
 from workers.vendors.base import (
     AdapterBase,
     ChangeSet,
@@ -26,6 +27,7 @@ from workers.vendors.partoo.schema import (
     UpdateUserBody,
     describe_password_problems,
     password_problems,
+    password_schema,
 )
 
 FIELDS = {
@@ -77,6 +79,11 @@ class PartooAdapter(AdapterBase[UpdateUserAnswer]):
             url=url,
             auth={"x-APIKey": self.settings.auth.token.get_secret_value()},
         )
+
+    @classmethod
+    def vendor_fields_schema(cls) -> dict[str, Any] | None:
+        """`body_model`'s, with the password policy its validator applies."""
+        return fields_schema.object_body(cls.body_model, {"password": password_schema()})
 
     def vendor_message(self, payload: dict[str, Any]) -> str | None:
         """Partoo's `errors` object as one line, e.g. `password: too short`."""

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
 
 from core.email_address import Email
+from workers.vendors.fields_schema import char_class
 
 Role = Literal["ORG_ADMIN", "ORG_MANAGER", "GROUP_MANAGER", "BUSINESS_MANAGER", "PUBLISHER"]
 Lang = Literal[
@@ -34,6 +35,24 @@ def password_problems(password: str) -> list[str]:
     if all(char.isalnum() for char in password):
         problems.append("a special (non-alphanumeric) character")
     return problems
+
+
+def password_schema() -> dict[str, Any]:
+    """`Password` as a JSON schema: the four rules of `password_problems`, with Python's
+    upper case, lower case and alphanumeric written out as character classes (a pattern
+    matches anywhere in the text: "holds one of these"; not only alphanumeric characters)."""
+    alphanumeric = {"pattern": f"^{char_class(str.isalnum)}*$"}
+    return {
+        "type": "string",
+        "minLength": MIN_PASSWORD,
+        "allOf": [
+            {"pattern": char_class(str.isupper)},
+            {"pattern": char_class(str.islower)},
+            {"not": alphanumeric},
+        ],
+        "description": f"Partoo's policy: at least {MIN_PASSWORD} characters, an upper-case "
+        "letter, a lower-case letter and a special (non-alphanumeric) character",
+    }
 
 
 def describe_password_problems(problems: list[str]) -> str:

@@ -29,7 +29,7 @@ from workers.vendors.base import (
     vendor_text,
     vendor_url,
 )
-from workers.vendors.plaspy.schema import PatchAnswer, PatchBody
+from workers.vendors.plaspy.schema import PatchAnswer, PatchBody, patch_schema
 
 NAME_PARTS = ("given_name", "family_name", "display_name")
 PATHS = {
@@ -108,6 +108,11 @@ class PlaspyAdapter(AdapterBase[PatchAnswer]):
             body=ops,
         )
         return Translation(request=request, omitted=ordered)
+
+    @classmethod
+    def vendor_fields_schema(cls) -> dict[str, Any] | None:
+        """What `vendor_fields_problems` takes: a patch (`patch_schema`), or nothing."""
+        return {"anyOf": [patch_schema(), {"type": "object", "maxProperties": 0}]}
 
     def vendor_message(self, payload: dict[str, Any]) -> str | None:
         """Plaspy's `error`, else its `message`."""

@@ -125,6 +125,44 @@ PatchBody: TypeAdapter[list[Operation]] = TypeAdapter(list[Operation])
 """The request body: a JSON array of operations."""
 
 
+_JSON_TYPES: dict[str, dict[str, Any]] = {
+    STRING[1]: {"type": "string"},
+    "a boolean": {"type": "boolean"},
+    "an object of strings": {"type": "object", "additionalProperties": {"type": "string"}},
+}
+"""The JSON schema of each of `FIELDS`' checks, by what it says it wants."""
+TAG_PATH = "^/tags/(?:[^~/]|~[01])+$"
+"""One tag: a JSON Pointer of two segments, the second not empty (`~` only as `~0`, `~1`)."""
+
+
+def _op(ops: list[str], required: list[str], **fields: Any) -> dict[str, Any]:
+    properties = {"op": {"enum": ops}, **fields}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["op", *required],
+        "properties": properties,
+    }
+
+
+def patch_schema() -> dict[str, Any]:
+    """`PatchBody` as a JSON schema: each operation's shape, its path among the writable
+    fields (`check_path`) and its value of that field's type."""
+    named = [f"/{name}" for name in FIELDS]
+    path = {"type": "string", "anyOf": [{"enum": named}, {"pattern": TAG_PATH}]}
+    values = ["add", "replace", "test"]
+    operations = [
+        _op(values, ["path", "value"], path={"const": f"/{name}"}, value=_JSON_TYPES[check[1]])
+        for name, check in FIELDS.items()
+    ]
+    tag = {"type": "string", "pattern": TAG_PATH}
+    operations.append(_op(values, ["path", "value"], path=tag, value={"type": "string"}))
+    operations.append(_op(["remove"], ["path"], path=path))
+    source = {**path, "not": {"const": "/password"}}
+    operations.append(_op(["move", "copy"], ["path", "from"], path=path, **{"from": source}))
+    return {"type": "array", "items": {"oneOf": operations}}
+
+
 class PatchAnswer(BaseModel):
     """The answer: `success` (optional) says whether it applied; usage counters ride along."""
 
