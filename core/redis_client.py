@@ -29,6 +29,7 @@ from redis.asyncio.connection import (
 )
 from redis.asyncio.sentinel import (
     Sentinel,
+    SentinelConnectionPool,
     SentinelManagedConnection,
     SentinelManagedSSLConnection,
 )
@@ -194,5 +195,16 @@ def master_client(target: RedisTarget, redis_class: type[R], **options: Any) -> 
         target.sentinel.master if target.sentinel else "",
         redis_class=redis_class,
         connection_class=target.connection_class(),
+        connection_pool_class=_SentinelOwningPool,
     )
     return client
+
+
+class _SentinelOwningPool(SentinelConnectionPool):
+    """The primary's pool, owning the Sentinel clients it asks: closing the client built on it
+    closes their connections too (redis-py leaves them open, one per Sentinel)."""
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        await super().disconnect(inuse_connections)
+        for sentinel in self.sentinel_manager.sentinels:
+            await sentinel.aclose()
