@@ -100,6 +100,9 @@ TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_iana
 TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
+NAME_PARTS = ("given_name", "family_name", "display_name")
+"""The changes that make up a name: a vendor with one full-name field needs all of them."""
+
 NOT_CLEARABLE = ("active", "password", "tags")
 """Changes that cannot be `null`: there is nothing to clear (a `null` tag value removes it)."""
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 # re-exported: the ingest script reads them as ${URGENT_PRIORITY} and ${URGENT_TYPES}
+from core.event import NAME_PARTS
 from core.event import URGENT_PRIORITY as URGENT_PRIORITY
 from core.event import URGENT_TYPES as URGENT_TYPES
 from core.status import FINAL_STATES as _FINAL_STATES
@@ -237,16 +238,16 @@ PAIR_JOB = "job"
 PAIR_SLOT = "slot"
 """Pair hash: a rate-limit slot (ms, the vendor guard's clock) the pair reserved."""
 PAIR_ISOLATE = "isolate"
+"""Pair hash: how many refs are still to be sent one call each, after a refused batch."""
 PAIR_URGENT = "urgent"
 """Pair hash: present while the pair holds an urgent change (`core.event.Event.urgent`): its
 job is queued ahead of normal ones and its calls take the vendor's urgent rate lane."""
 URGENT_LEAD_MS = "1000000000000"
 """How far back an urgent job's queue score is put (ms, about 31 years): arq takes due jobs in
 score order, so it runs before every normal job already due."""
-"""Pair hash: how many refs are still to be sent one call each, after a refused batch."""
 
-PROFILE_PARTS = ("given_name", "family_name", "display_name")
-"""Profile hash: the name parts, named as the event's user fields they come from."""
+PROFILE_PARTS = NAME_PARTS
+"""Profile hash: the name parts (`core.event.NAME_PARTS`), named as the user fields they hold."""
 PROFILE_ORDER_PREFIX = "v:"
 """Profile hash: + a name part: the order key of the event that set it. The ingest script
 writes it; an ordering reset (`core.ordering`) clears these and keeps the parts."""

@@ -34,7 +34,6 @@ from core.redis_client import ReplicaAck
 from core.scripts import ScriptCall, load_lua, run_together
 from core.status import TargetStatus
 
-NAME_PARTS = keys.PROFILE_PARTS
 """The name parts kept in the user's profile, for vendors with a single `name`."""
 
 MAX_WRITE_BATCH = 512
@@ -319,9 +318,11 @@ class Store:
 
     async def get_profile(self, user_id: str) -> dict[str, str]:
         """The newest known name parts of a user (for vendors with a single `name`)."""
-        values = await self._commands.hmget(keys.profile(user_id), list(NAME_PARTS))
+        values = await self._commands.hmget(keys.profile(user_id), list(keys.PROFILE_PARTS))
         return {
-            part: v.decode() for part, v in zip(NAME_PARTS, values, strict=True) if v is not None
+            part: v.decode()
+            for part, v in zip(keys.PROFILE_PARTS, values, strict=True)
+            if v is not None
         }
 
 

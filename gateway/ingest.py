@@ -22,11 +22,11 @@ import structlog
 from pydantic import ValidationError
 
 from config.settings import Settings, SourceSettings
-from core.event import Event
+from core.event import NAME_PARTS, Event
 from core.links import Ingested, LinkConflict
 from core.ports import VendorFieldsCheck
 from core.secrets import PREFIX, CiphertextGiven, SecretBox, SecretsNotConfigured
-from core.store import NAME_PARTS, IngestRecord
+from core.store import IngestRecord
 from gateway.body import not_an_object
 from gateway.errors import ApiError, field_problems, schema_error
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.event import Event
-from core.store import NAME_PARTS, Store
+from core.event import NAME_PARTS, Event
+from core.store import Store
 from workers import coalesce
 from workers.errors import NoLink
 from workers.vendors.base import ChangeSet, Translation, VendorAdapter

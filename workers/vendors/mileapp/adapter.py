@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from config.settings import VendorSettings
+from core.event import NAME_PARTS
 from workers.errors import VendorRefused
 from workers.vendors.base import (
     AdapterBase,
@@ -22,7 +23,6 @@ from workers.vendors.base import (
 )
 from workers.vendors.mileapp.schema import PatchUserAnswer, PatchUserBody
 
-NAME_PARTS = ("given_name", "family_name", "display_name")
 SIMPLE_FIELDS = {"email": "email", "phone": "phoneNumber"}
 """Canonical field -> MileApp body key, for the fields copied over one to one."""
 

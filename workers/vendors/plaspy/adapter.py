@@ -15,6 +15,7 @@ import jsonpatch
 import jsonpointer
 from pydantic import ValidationError
 
+from core.event import NAME_PARTS
 from workers.errors import SchemaRefused, VendorRefused
 from workers.vendors.base import (
     AdapterBase,
@@ -31,7 +32,6 @@ from workers.vendors.base import (
 )
 from workers.vendors.plaspy.schema import PatchAnswer, PatchBody, patch_schema
 
-NAME_PARTS = ("given_name", "family_name", "display_name")
 PATHS = {
     "email": "/email",
     "job_title": "/description",
