@@ -33,7 +33,7 @@ from config import ConfigError
 from config.loader import check_file
 from config.settings import Settings
 from core.logs import set_log_level
-from workers.vendors.base import VendorAdapter
+from workers.vendors.interface import VendorAdapter
 from workers.vendors.registry import build_adapters
 
 log = structlog.get_logger("usersync")

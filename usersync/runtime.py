@@ -32,7 +32,7 @@ from usersync.redis_server import EmbeddedRedis, RedisServerError
 from workers.health import create_worker_http_app
 from workers.instruments import DeliveryMetrics
 from workers.preview import make_previewer
-from workers.vendors.base import VendorAdapter
+from workers.vendors.interface import VendorAdapter
 from workers.vendors.registry import build_adapters, vendor_fields_check, vendor_fields_schemas
 from workers.worker import (
     ENGINE_REDIS,

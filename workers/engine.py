@@ -50,7 +50,7 @@ from workers.runs import (
     select_carried,
 )
 from workers.transport import send
-from workers.vendors.base import Translation, VendorAdapter, VendorRequest
+from workers.vendors.interface import Translation, VendorAdapter, VendorRequest
 
 log = structlog.get_logger("usersync.worker")
 

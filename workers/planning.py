@@ -14,7 +14,7 @@ from core.event import NAME_PARTS, Event
 from core.store import Store
 from workers import coalesce
 from workers.errors import NoLink
-from workers.vendors.base import ChangeSet, Translation, VendorAdapter
+from workers.vendors.interface import ChangeSet, Translation, VendorAdapter
 
 
 def vendor_user_id(target: str, events: Sequence[Event], stored_link: str | None) -> str | None:

@@ -10,7 +10,7 @@ from core.ports import Previewer
 from core.store import Store
 from workers.errors import PermanentDeliveryError
 from workers.planning import plan_preview
-from workers.vendors.base import Omission, VendorAdapter
+from workers.vendors.interface import Omission, VendorAdapter
 
 
 def _omitted(omissions: tuple[Omission, ...]) -> list[dict[str, str]]:

@@ -20,7 +20,7 @@ from core.scripts import ScriptCall
 from core.secrets import SecretBox
 from core.status import DeliveryState, TargetStatus, WaitReason, utc_now_iso
 from workers import coalesce
-from workers.vendors.base import Translation
+from workers.vendors.interface import Translation
 
 log = structlog.get_logger("usersync.worker")
 

@@ -9,7 +9,7 @@ import aiohttp
 from yarl import URL
 
 from workers.errors import RetryableDeliveryError
-from workers.vendors.base import VendorRequest
+from workers.vendors.interface import VendorRequest
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 """A vendor answer larger than this is cut: we only read status fields from it."""

@@ -33,7 +33,7 @@ from workers.engine import DeliveryEngine
 from workers.instruments import DeliveryMetrics
 from workers.runs import RunAgain
 from workers.upkeep import beat, forget, heartbeat_forever, reconcile_forever
-from workers.vendors.base import VendorAdapter
+from workers.vendors.interface import VendorAdapter
 
 log = structlog.get_logger("usersync.worker")
 

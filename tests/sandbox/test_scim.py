@@ -9,7 +9,7 @@ import pytest
 from config.settings import VendorSettings
 from core.event import Changes
 from tests.kinds import FIXTURES, TOKENS
-from workers.vendors.base import ChangeSet
+from workers.vendors.interface import ChangeSet
 from workers.vendors.scim import KIND, ScimAdapter
 from workers.vendors.scim.testing import patch_op
 

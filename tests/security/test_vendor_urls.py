@@ -16,8 +16,8 @@ import pytest
 from config.settings import VendorSettings
 from workers.errors import SchemaRefused
 from workers.transport import send
-from workers.vendors.base import ChangeSet, VendorAdapter
 from workers.vendors.fleet.adapter import FleetAdapter
+from workers.vendors.interface import ChangeSet, VendorAdapter
 from workers.vendors.partoo.adapter import PartooAdapter
 from workers.vendors.plaspy.adapter import PlaspyAdapter
 

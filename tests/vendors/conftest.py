@@ -11,7 +11,7 @@ import pytest
 from config.settings import VendorSettings
 from core.event import Changes
 from tests.kinds import FIXTURES, TOKENS
-from workers.vendors.base import ChangeSet
+from workers.vendors.interface import ChangeSet
 
 # Per kind, from its testing module (workers/vendors/<kind>/testing.py), as TOKENS is.
 BASE_URLS = {name: fixtures.example_base_url for name, fixtures in FIXTURES.items()}

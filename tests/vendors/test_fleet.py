@@ -9,8 +9,8 @@ import pytest
 
 from tests.kinds import FIXTURES
 from workers.errors import SchemaRefused, VendorRefused
-from workers.vendors.base import Omission
 from workers.vendors.fleet import FleetAdapter
+from workers.vendors.interface import Omission
 
 from .conftest import TOKENS, MakeChange, MakeSettings
 

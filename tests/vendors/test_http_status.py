@@ -12,7 +12,7 @@ import pytest
 
 from tests.kinds import FIXTURES
 from workers.errors import RetryableDeliveryError, VendorRefused
-from workers.vendors.base import VendorAdapter
+from workers.vendors.interface import VendorAdapter
 from workers.vendors.registry import ADAPTER_KINDS
 
 from .conftest import MakeSettings

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from tests.kinds import DEMO_USERS, FIXTURES, NAMES
-from workers.vendors.base import Omission, VendorAdapter
+from workers.vendors.interface import Omission, VendorAdapter, VendorRequest
 from workers.vendors.registry import ADAPTER_KINDS
 
 from .conftest import MakeChange, MakeSettings
@@ -79,3 +79,19 @@ def test_fields_with_no_home_send_nothing(
     )
     assert translation.request is None
     assert translation.omitted == (Omission(field, "no_home"),)
+
+
+def test_a_preview_shows_no_header_that_may_hold_a_credential() -> None:
+    """Only the public headers are shown in clear: a kind sending its credential in a header of
+    any other name (`X-Token`) needs no list of secret header names to have it masked."""
+    request = VendorRequest(
+        method="PATCH",
+        url="http://127.0.0.1/users/1",
+        headers={"X-Token": "tok-123", "Content-Type": "application/json", "Accept": "*/*"},
+        body={},
+    )
+    assert request.masked()["headers"] == {
+        "X-Token": "***",
+        "Content-Type": "application/json",
+        "Accept": "*/*",
+    }

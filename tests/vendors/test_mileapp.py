@@ -9,7 +9,7 @@ import pytest
 
 from tests.kinds import FIXTURES
 from workers.errors import SchemaRefused, VendorRefused
-from workers.vendors.base import Omission
+from workers.vendors.interface import Omission
 from workers.vendors.mileapp import MileAppAdapter
 
 from .conftest import TOKENS, MakeChange, MakeSettings

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from workers.errors import SchemaRefused, VendorRefused
-from workers.vendors.base import ChangeSet, Omission
+from workers.vendors.interface import ChangeSet, Omission
 from workers.vendors.plaspy import PlaspyAdapter
 
 from .conftest import TOKENS, MakeChange, MakeSettings

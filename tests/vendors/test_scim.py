@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from workers.errors import RetryableDeliveryError, SchemaRefused, VendorRefused
-from workers.vendors.base import ChangeSet, Omission
+from workers.vendors.interface import ChangeSet, Omission
 from workers.vendors.scim import KIND, ScimAdapter
 from workers.vendors.scim.schema import BOOLEANS, ERROR_URN, USER_URN, ScimUser
 from workers.vendors.scim.testing import patch_op

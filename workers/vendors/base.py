@@ -1,14 +1,11 @@
-"""The interface every vendor adapter implements, and the helpers they share.
+"""What the vendor adapters share: settings checks, the role map, reading an answer, bodies.
 
-An adapter is pure translation: canonical changes in, one `VendorRequest` out; an HTTP answer
-in, a `VendorResult` or a `DeliveryError` out. It never performs I/O, so the preview endpoint
-and the worker run exactly the same code, and adapters are tested without a network.
-
-The engine knows adapters only as `VendorAdapter`. What the four adapters do alike lives here:
-`AdapterBase` (settings checks, the role map, reading an answer), `ObjectBody` (a JSON-object
-body built from changes, merged with `vendor_fields`, checked and sent) and small functions.
-Each adapter keeps its field map, value conversions, URL, method, auth header, success check
-and message reading.
+An adapter is pure translation (`workers.vendors.interface`): it never performs I/O, so the
+preview endpoint and the worker run exactly the same code, and adapters are tested without a
+network. What the adapters do alike lives here: `AdapterBase` (settings checks, the role map,
+reading an answer), `ObjectBody` (a JSON-object body built from changes, merged with
+`vendor_fields`, checked and sent) and small functions. Each adapter keeps its field map, value
+conversions, URL, method, auth header, success check and message reading.
 """
 
 from __future__ import annotations
@@ -18,18 +15,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 from urllib.parse import quote
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from config.settings import VendorSettings
-from core.masking import MASK, mask_secrets
 from workers.errors import RetryableDeliveryError, SchemaRefused, VendorRefused
 from workers.vendors import fields_schema
+from workers.vendors.interface import ChangeSet, Omission, Translation, VendorRequest, VendorResult
 
-SECRET_HEADERS = frozenset({"authorization", "x-apikey"})
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 MAX_MESSAGE = 500
 """The longest vendor message kept (logs, status answers, dead letters)."""
@@ -37,92 +33,6 @@ JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json", "Accept":
 """Sent by every adapter after its auth header: every vendor takes and answers JSON."""
 
 AnswerT = TypeVar("AnswerT", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class ChangeSet:
-    """What one delivery carries to one vendor instance.
-
-    `changes` holds only the canonical fields that were sent (None = clear). `profile` holds the
-    newest known value of the name parts (given_name, family_name, display_name), so an event
-    changing only one part can still produce a vendor's full `name`.
-    """
-
-    user_id: str
-    vendor_user_id: str
-    changes: Mapping[str, Any]
-    vendor_fields: Mapping[str, Any] | Sequence[Mapping[str, Any]] = field(default_factory=dict)
-    profile: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class VendorRequest:
-    method: str
-    url: str
-    headers: Mapping[str, str]
-    body: Any
-
-    def encoded_body(self) -> bytes:
-        return orjson.dumps(self.body)
-
-    def masked(self) -> dict[str, Any]:
-        """The request as shown to people: auth headers and secret values replaced by ***."""
-        return {
-            "method": self.method,
-            "url": self.url,
-            "headers": {
-                name: (MASK if name.lower() in SECRET_HEADERS else value)
-                for name, value in self.headers.items()
-            },
-            "body": mask_secrets(self.body),
-        }
-
-
-@dataclass(frozen=True)
-class Omission:
-    """A changed field left out of the request, and why (logged, shown by preview)."""
-
-    field: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Translation:
-    """The result of translating a change set: a request, or None when there is nothing to send."""
-
-    request: VendorRequest | None
-    omitted: tuple[Omission, ...] = ()
-
-
-@dataclass(frozen=True)
-class VendorResult:
-    """A successful answer: the vendor's message and any usage counters it reported."""
-
-    message: str | None = None
-    usage: Mapping[str, int] = field(default_factory=dict)
-
-
-class VendorAdapter(Protocol):
-    """What the engine and the preview know about a vendor: nothing else."""
-
-    kind: ClassVar[str]
-    name: str
-    settings: VendorSettings
-
-    def translate(self, change: ChangeSet) -> Translation:
-        """Build the vendor's request; raise SchemaRefused for values it would refuse."""
-        ...
-
-    def read_response(self, status: int, headers: Mapping[str, str], body: bytes) -> VendorResult:
-        """Read the answer; raise RetryableDeliveryError or VendorRefused unless it succeeded."""
-        ...
-
-    def vendor_fields_problems(self, fields: Any) -> list[tuple[str, str]]:
-        """Each reason the vendor's schema refuses an event's `vendor_fields` for this
-        instance, as (`vendor_fields.<instance>.<path>`, message), input values left out;
-        empty when `translate` would take them. The gateway asks it at ingest (a 422), so
-        fields a vendor refuses, and the secrets among them, are never stored."""
-        ...
 
 
 def schema_problems(exc: ValidationError, where: str) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from config.settings import VendorSettings
-from workers.vendors.base import VendorAdapter
+from workers.vendors.interface import VendorAdapter
 
 AdapterClass = Callable[[str, VendorSettings], VendorAdapter]
 """An adapter class: called with the instance name and its settings."""

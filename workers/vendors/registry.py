@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from config import ConfigError, Settings
 from core.ports import VendorFieldsCheck
-from workers.vendors.base import VendorAdapter
+from workers.vendors.interface import VendorAdapter
 from workers.vendors.kind import AdapterClass, VendorKind
 
 __all__ = [

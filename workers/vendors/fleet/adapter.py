@@ -10,15 +10,9 @@ import datetime as dt
 from typing import Any, ClassVar
 
 from workers.errors import SchemaRefused
-from workers.vendors.base import (
-    AdapterBase,
-    ChangeSet,
-    ObjectBody,
-    Translation,
-    vendor_text,
-    vendor_url,
-)
+from workers.vendors.base import AdapterBase, ObjectBody, vendor_text, vendor_url
 from workers.vendors.fleet.schema import ROLES, USER_ID, GetUserResponse, PatchUserBody
+from workers.vendors.interface import ChangeSet, Translation
 
 FIELDS = {
     "email": "email",

@@ -11,16 +11,8 @@ from typing import Any, ClassVar
 from config.settings import VendorSettings
 from core.event import NAME_PARTS
 from workers.errors import VendorRefused
-from workers.vendors.base import (
-    AdapterBase,
-    ChangeSet,
-    ObjectBody,
-    Translation,
-    VendorResult,
-    join_name,
-    vendor_text,
-    vendor_url,
-)
+from workers.vendors.base import AdapterBase, ObjectBody, join_name, vendor_text, vendor_url
+from workers.vendors.interface import ChangeSet, Translation, VendorResult
 from workers.vendors.mileapp.schema import PatchUserAnswer, PatchUserBody
 
 SIMPLE_FIELDS = {"email": "email", "phone": "phoneNumber"}

@@ -13,13 +13,12 @@ from workers.errors import SchemaRefused
 from workers.vendors import fields_schema
 from workers.vendors.base import (
     AdapterBase,
-    ChangeSet,
     ObjectBody,
-    Translation,
     object_vendor_fields,
     vendor_text,
     vendor_url,
 )
+from workers.vendors.interface import ChangeSet, Translation
 from workers.vendors.partoo.schema import (
     LANGS,
     ROLES,

@@ -19,17 +19,13 @@ from core.event import NAME_PARTS
 from workers.errors import SchemaRefused, VendorRefused
 from workers.vendors.base import (
     AdapterBase,
-    ChangeSet,
-    Omission,
-    Translation,
-    VendorRequest,
-    VendorResult,
     join_name,
     json_headers,
     sorted_omissions,
     vendor_text,
     vendor_url,
 )
+from workers.vendors.interface import ChangeSet, Omission, Translation, VendorRequest, VendorResult
 from workers.vendors.plaspy.schema import PatchAnswer, PatchBody, patch_schema
 
 PATHS = {

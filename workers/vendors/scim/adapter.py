@@ -26,16 +26,8 @@ from typing import Any, ClassVar, Final
 from scim2_models import Path, SCIMException
 
 from workers.errors import SchemaRefused, VendorRefused
-from workers.vendors.base import (
-    AdapterBase,
-    ChangeSet,
-    Omission,
-    Translation,
-    VendorRequest,
-    VendorResult,
-    sorted_omissions,
-    vendor_url,
-)
+from workers.vendors.base import AdapterBase, sorted_omissions, vendor_url
+from workers.vendors.interface import ChangeSet, Omission, Translation, VendorRequest, VendorResult
 from workers.vendors.scim.schema import (
     MEDIA_TYPE,
     PATCH_OP_URN,
