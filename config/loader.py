@@ -23,8 +23,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from config.common import SKIP_CROSS_CHECKS, SettingsProblems
 from config.problems import Loc, Locator, Problem
-from config.settings import SKIP_CROSS_CHECKS, Settings, SettingsProblems
+from config.settings import Settings
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _LISTED = ("sources",)

@@ -35,7 +35,7 @@ from redis.asyncio.sentinel import (
 )
 from redis.exceptions import DataError, RedisError
 
-from config.settings import RedisSentinelSettings, RedisSettings
+from config.storage import RedisSentinelSettings, RedisSettings
 
 R = TypeVar("R", bound=Redis)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from config.settings import SourceRateLimit
+from config.ingress import SourceRateLimit
 from core import keys
 from core.scripts import load_lua
 

@@ -26,7 +26,7 @@ import orjson
 from arq.constants import default_queue_name, job_key_prefix
 from redis.asyncio import Redis
 
-from config.settings import LinkMode
+from config.ingress import LinkMode
 from core import keys
 from core.links import Ingested, LinkChange, LinkConflict, LinkDetail
 from core.pairs import job_payload

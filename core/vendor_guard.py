@@ -29,7 +29,7 @@ import structlog
 from arq.constants import default_queue_name
 from redis.asyncio import Redis
 
-from config.settings import VendorSettings
+from config.vendors import VendorSettings
 from core import keys
 from core.scripts import ScriptCall, load_lua, reply_or_raise, run_together
 

@@ -34,7 +34,9 @@ import structlog
 from aiohttp import web
 from redis.asyncio import Redis
 
-from config.settings import ADMIN_SETTER, Settings, SourceSettings, token_digest
+from config.common import token_digest
+from config.ingress import ADMIN_SETTER, SourceSettings
+from config.settings import Settings
 from core import keys
 from core.signing import (
     HEADERS,

@@ -18,7 +18,8 @@ import orjson
 import structlog
 from aiohttp import web
 
-from config.settings import Settings, SourceSettings
+from config.ingress import SourceSettings
+from config.settings import Settings
 from core.event import Event
 from core.links import LinkConflict
 from core.ports import VendorFieldsCheck

@@ -42,7 +42,8 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from config.settings import Settings, SourceSettings
+from config.ingress import SourceSettings
+from config.settings import Settings
 from core.event import Event, EventType
 from core.ports import VendorFieldsCheck
 from gateway.body import MAX_ARRAY_ITEMS, not_an_object, parse_json_object, shape_problem

@@ -37,7 +37,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from config.settings import GatewaySettings
+from config.ingress import GatewaySettings
 
 log = structlog.get_logger("usersync.gateway")
 

@@ -14,7 +14,8 @@ from urllib.parse import quote
 import structlog
 from aiohttp import web
 
-from config.settings import NAME_PATTERN, Settings
+from config.common import NAME_PATTERN
+from config.settings import Settings
 from core import keys
 from core.dead_letters import (
     DEFAULT_LIMIT,

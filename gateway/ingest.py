@@ -21,7 +21,8 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from config.settings import Settings, SourceSettings
+from config.ingress import SourceSettings
+from config.settings import Settings
 from core.event import NAME_PARTS, Event
 from core.links import Ingested, LinkConflict
 from core.ports import VendorFieldsCheck

@@ -8,7 +8,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from config.settings import ADMIN_SETTER
+from config.ingress import ADMIN_SETTER
 from core.event import EVENT_ID_PATTERN, USER_ID_PATTERN, VENDOR_ID_PATTERN, Event
 from core.links import LinkConflict, LinkDetail
 from core.status import utc_now_iso

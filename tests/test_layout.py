@@ -17,7 +17,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from config.settings import SourceRateLimit
+from config.ingress import SourceRateLimit
 from core import keys, scripts
 from core.pairs import Commit, EventUpdate, PairQueue
 from core.source_rate import SourceRates

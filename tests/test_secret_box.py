@@ -232,7 +232,7 @@ def test_keys_are_checked_at_load_and_the_error_names_the_key_path(tmp_path: Pat
     assert "secrets.keys[1]" in message and "Fernet key" in message
     assert bad not in message  # a mistyped key is still a secret
     short = Fernet.generate_key().decode()[:-8]
-    with pytest.raises(ConfigError, match=r"secrets\.keys\.0"):
+    with pytest.raises(ConfigError, match=r"secrets\.keys\[0\]"):
         load_settings(write(tmp_path, [short]))
     settings = load_settings(write(tmp_path, [KEY_B, KEY_A]))
     assert [key.get_secret_value() for key in settings.secrets.keys] == [KEY_B, KEY_A]

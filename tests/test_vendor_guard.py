@@ -8,7 +8,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from config.settings import VendorSettings
+from config.vendors import VendorSettings
 from core import keys
 from core.vendor_guard import CallOutcome, Permit, VendorGuard
 

@@ -19,7 +19,7 @@ import orjson
 import structlog
 
 from config import ConfigError, Settings, load_settings
-from config.settings import SourceSettings
+from config.ingress import SourceSettings
 from core.logs import configure_logging
 from core.signing import signature_headers
 from usersync.client import Answer, GatewayUnreachable, call

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from config.settings import RetrySettings
+from config.vendors import RetrySettings
 
 
 def retry_delay(

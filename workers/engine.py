@@ -22,7 +22,8 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from config.settings import Settings, VendorSettings
+from config.settings import Settings
+from config.vendors import VendorSettings
 from core import keys
 from core.pairs import CLEAR_SLOT, Commit, PairQueue
 from core.secrets import SecretUndecryptable, secret_box

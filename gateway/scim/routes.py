@@ -20,7 +20,7 @@ import structlog
 from aiohttp import web
 from scim2_models import Context, ResourceType
 
-from config.settings import SourceSettings
+from config.ingress import SourceSettings
 from gateway.auth import Claim, check_headers, enforce_source_rate, verify_body
 from gateway.body import parse_json_object, read_json_body
 from gateway.context import SECRET_BOX, SETTINGS, SOURCE_RATES, STORE, VENDOR_FIELDS

@@ -29,7 +29,8 @@ import structlog
 from pydantic import ValidationError
 from scim2_models import Context, Meta, PatchOp, Path, Resource, User
 
-from config.settings import Settings, SourceSettings
+from config.ingress import SourceSettings
+from config.settings import Settings
 from core.ports import VendorFieldsCheck
 from core.scim_attributes import LINKS_ATTRIBUTE, LINKS_SCHEMA
 from core.secrets import PREFIX, SecretBox, SecretsNotConfigured, is_encrypted

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from config.settings import RedisSentinelSettings
+from config.storage import RedisSentinelSettings
 from core.redis_client import HiredisSentinelConnection, RedisTarget, connect
 from tests.ha.sentinel_cluster import MASTER, SentinelCluster, sentinel_cluster
 from workers.worker import arq_redis

@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
-from config.settings import DEFAULT_SOURCE_RATE, SourceSettings
+from config.ingress import DEFAULT_SOURCE_RATE, SourceSettings
 from core import keys
 from tests.conftest import HRIS_TOKEN, IDP_TOKEN, event, make_settings, running_gateway, wait_until
 from usersync.redis_server import EmbeddedRedis

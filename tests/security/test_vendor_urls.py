@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 
-from config.settings import VendorSettings
+from config.vendors import VendorSettings
 from workers.errors import SchemaRefused
 from workers.transport import send
 from workers.vendors.fleet.adapter import FleetAdapter

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from config.settings import VendorSettings
+from config.vendors import VendorSettings
 from core.event import Changes
 from tests.kinds import FIXTURES, TOKENS
 from workers.vendors.interface import ChangeSet

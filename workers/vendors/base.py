@@ -21,7 +21,7 @@ from urllib.parse import quote
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from config.settings import VendorSettings
+from config.vendors import VendorSettings
 from workers.errors import RetryableDeliveryError, SchemaRefused, VendorRefused
 from workers.vendors import fields_schema
 from workers.vendors.interface import ChangeSet, Omission, Translation, VendorRequest, VendorResult

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol
 
 import orjson
 
-from config.settings import VendorSettings
+from config.vendors import VendorSettings
 from core.masking import MASK, mask_secrets
 
 PUBLIC_HEADERS = frozenset({"accept", "content-type", "content-length", "user-agent"})

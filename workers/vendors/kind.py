@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from config.settings import VendorSettings
+from config.vendors import VendorSettings
 from workers.vendors.interface import VendorAdapter
 
 AdapterClass = Callable[[str, VendorSettings], VendorAdapter]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from config.settings import VendorSettings
+from config.vendors import VendorSettings
 from core.event import NAME_PARTS
 from workers.errors import VendorRefused
 from workers.vendors.base import AdapterBase, ObjectBody, join_name, vendor_text, vendor_url
