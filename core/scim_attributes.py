@@ -3,8 +3,10 @@
 SCIM ingress (`gateway.scim`: an identity provider provisions into usersync) reads each
 canonical field from a SCIM User resource with it; SCIM egress (a `kind: scim` vendor:
 usersync provisions into a SCIM application) writes each canonical change as a PATCH
-operation on the attribute path it gives (`patch_path`; a cleared field is a `remove` of it).
-Both sides read this table, so they cannot disagree. Pure data: no SCIM library needed.
+operation on the attribute it names: a single-valued one at its `patch_path`, a multi-valued
+one whole, as one primary work entry (RFC 7644 answers `noTarget` to a filtered path that no
+entry matches yet); a cleared field is a `remove`. Both sides read this table, so they cannot
+disagree on where a field lives. Pure data: no SCIM library needed.
 
 A multi-valued attribute (`emails`, `phoneNumbers`, `roles`) holds several entries; the one
 that carries the canonical value is chosen by `select`:

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Final
 
 from scim2_models import Path, SCIMException
 
+from core.scim_attributes import SCIM_ATTRIBUTES
 from workers.errors import SchemaRefused, VendorRefused
 from workers.vendors.base import AdapterBase, sorted_omissions, vendor_url
 from workers.vendors.interface import ChangeSet, Omission, Translation, VendorRequest, VendorResult
@@ -41,19 +42,10 @@ from workers.vendors.scim.schema import (
 )
 
 ATTRIBUTES: Final = {
-    "email": "emails",
-    "given_name": "name.givenName",
-    "family_name": "name.familyName",
-    "display_name": "displayName",
-    "phone": "phoneNumbers",
-    "job_title": "title",
-    "language": "preferredLanguage",
-    "timezone": "timezone",
-    "active": "active",
-    "role": "roles",
-    "password": "password",
+    row.canonical: row.attribute if row.multi_valued else row.patch_path for row in SCIM_ATTRIBUTES
 }
-"""Canonical field -> SCIM User attribute path (the inverse of the SCIM ingress mapping).
+"""Canonical field -> SCIM User attribute path, from the one table (`core.scim_attributes`)
+that SCIM ingress reads too; a multi-valued attribute is written whole (see the module).
 `language` goes to `preferredLanguage` only (`locale` is a formatting locale, which no
 canonical field states); the others (phone_country, country, start/end dates, birth_*, tags)
 have no standard User attribute: omitted, `no_home`."""
