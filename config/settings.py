@@ -1,4 +1,4 @@
-"""The configuration file's shape (SPEC §4), validated once at start-up and passed down.
+"""The configuration file's shape (docs/contract.md §4), validated once at start-up and passed down.
 
 Every model forbids unknown keys so that a typo in a deployment's YAML is an error that names
 the key, not a silently ignored setting.

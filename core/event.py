@@ -1,4 +1,4 @@
-"""The canonical user-change event (SPEC §1), shared by the gateway and the workers.
+"""The canonical user-change event (docs/contract.md §1), shared by the gateway and the workers.
 
 `Changes` distinguishes a field that is absent (no change) from one set to `null` (clear it)
 through pydantic's `model_fields_set`; `Changes.present()` is the only way the rest of the code

@@ -11,7 +11,7 @@ disagree on where a field lives. Pure data: no SCIM library needed.
 A multi-valued attribute (`emails`, `phoneNumbers`, `roles`) holds several entries; the one
 that carries the canonical value is chosen by `select`:
 - `primary_or_work`: the entry marked `primary`, else the one of `type` "work", else the only
-  entry there is (SPEC: `emails[primary or type eq "work"].value`);
+  entry there is (the contract: `emails[primary or type eq "work"].value`);
 - `primary`: the entry marked `primary`, else the only entry there is (`roles[primary].value`).
 No entry chosen reads as "no value": the canonical field is cleared (`null`).
 

@@ -1,4 +1,4 @@
-"""Request signatures of sources (SPEC §2): HMAC-SHA256 over `timestamp + "." + body`.
+"""Request signatures of sources (docs/contract.md §2): HMAC-SHA256 over `timestamp + "." + body`.
 
 Shared by the gateway, which verifies them, and the CLI's client, which makes them.
 """

@@ -20,7 +20,7 @@ vendor's shared rate (or the pause its `Retry-After` asked for); `in_flight`, th
 
 
 def utc_now_iso() -> str:
-    """Timestamps as SPEC §2 shows them: UTC, millisecond precision, `Z` suffix."""
+    """Timestamps as docs/contract.md §2 shows them: UTC, millisecond precision, `Z` suffix."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -254,7 +254,7 @@ class Store:
         return Store._ingested(record, reply)
 
     async def event_status(self, source: str, event_id: str) -> dict[str, Any] | None:
-        """The status answer of SPEC §2, or None if no such event is stored."""
+        """The status answer of docs/contract.md §2, or None if no such event is stored."""
         raw = await self._commands.hgetall(keys.event(source, event_id))
         if not raw or _BODY not in raw:
             return None

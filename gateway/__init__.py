@@ -1,1 +1,1 @@
-"""The ingress: the v1 event model, the HTTP API, and the Redis writes behind it."""
+"""The ingress: the HTTP API (v1 events, CloudEvents, SCIM 2.0, admin calls) and its limits."""

@@ -65,7 +65,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render every failure as SPEC §2's JSON error; the one place a 500 can come from.
+    """Render every failure as docs/contract.md §2's JSON error; the one place a 500 can come from.
     Every answer carries the request's id (`gateway.access`), bound to its log lines."""
     rid = begin_request(request)
     response = await _answer(request, handler)

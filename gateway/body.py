@@ -1,4 +1,4 @@
-"""Reading a request body as JSON under the configured limits, with SPEC §2's error codes.
+"""Reading a request body as JSON under the configured limits, with docs/contract.md §2's error codes.
 
 Handlers authenticate what the headers allow (gateway.auth) before they call here: no body
 byte is read for a caller refused from its headers. The bytes of the bodies being read are

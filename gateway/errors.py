@@ -1,4 +1,4 @@
-"""The JSON error answer of SPEC §2, raised as an exception and rendered by one middleware."""
+"""The JSON error answer of docs/contract.md §2, raised as an exception and rendered by one middleware."""
 
 from __future__ import annotations
 

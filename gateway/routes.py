@@ -1,4 +1,4 @@
-"""Handlers of the v1 API (SPEC §2). Each is: authenticate, read, validate, one store call."""
+"""Handlers of the v1 API (docs/contract.md §2). Each is: authenticate, read, validate, one store call."""
 
 from __future__ import annotations
 

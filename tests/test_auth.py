@@ -1,4 +1,4 @@
-"""Who may call the gateway (SPEC §2): bearer tokens (in clear or hashed in the config), HMAC
+"""Who may call the gateway (docs/contract.md §2): bearer tokens (in clear or hashed in the config), HMAC
 request signatures (stale, replayed, tampered, of another source), signatures required, the
 admin token kept apart, per-source rate limits shared through Redis, and the CLI signing."""
 

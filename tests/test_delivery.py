@@ -235,7 +235,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any], Any]] = [
 async def test_canonical_field_mapping(
     gateway: Gateway, sandbox: Sandbox, target: str, changes: dict[str, Any], expected: Any
 ) -> None:
-    """Each canonical field reaches each vendor as SPEC §1 maps it; None = skipped, not sent."""
+    """Each canonical field reaches each vendor as docs/contract.md §1 maps it; None = skipped, not sent."""
     state = await deliver(gateway, target, changes)
     requests = await sandbox.requests(KIND[target])
     if expected is None:

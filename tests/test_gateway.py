@@ -1,4 +1,4 @@
-"""The gateway's HTTP contract (SPEC §2): acceptance, duplicates, auth, and every error code."""
+"""The gateway's HTTP contract (docs/contract.md §2): acceptance, duplicates, auth, and every error code."""
 
 from __future__ import annotations
 

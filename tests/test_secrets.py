@@ -1,4 +1,4 @@
-"""Secrets end to end (SPEC §3): a password posted in an event reaches the vendor in clear (on
+"""Secrets end to end (docs/contract.md §3): a password posted in an event reaches the vendor in clear (on
 the wire, where it belongs) and nowhere else: no log line, no answer, no dead letter, no Redis
 value of any type. Keys rotate without losing stored events; an event no key opens is dead, not
 retried. Real Redis, the real gateway and worker in process, the sandbox vendors."""

@@ -164,7 +164,7 @@ def unmappable(changes: Mapping[str, Any]) -> dict[str, str]:
 
 
 def event_type(changes: Mapping[str, Any], existed: bool) -> str:
-    """`user.deactivated` when the change deactivates (SPEC §9a: urgent, §7), `user.activated`
+    """`user.deactivated` when the change deactivates (the contract (docs/contract.md §7, SCIM): urgent, §7), `user.activated`
     when it re-activates an existing user, else `user.updated`."""
     if changes.get("active") is False:
         return "user.deactivated"

@@ -163,7 +163,7 @@ class Writer:
         return self._changed(current, user, links)
 
     def delete(self, current: StoredUser, links: Mapping[str, str], if_match: str | None) -> Plan:
-        """A deleted user is deactivated at every vendor (`user.deactivated`, SPEC §9a)."""
+        """A deleted user is deactivated at every vendor (`user.deactivated`, the contract (docs/contract.md §7, SCIM))."""
         check_if_match(if_match, current)
         version = current.version + 1
         body = self._event_body(current.id, version, {"active": False}, {}, None)

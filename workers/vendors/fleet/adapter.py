@@ -30,7 +30,7 @@ FIELDS = {
     "role": "role",
     "password": "password",
 }
-"""Canonical field -> Fleet body key (SPEC §1). Anything else has no home in Fleet."""
+"""Canonical field -> Fleet body key (docs/contract.md §1). Anything else has no home in Fleet."""
 NOT_CLEARABLE = frozenset({"email", "role", "password"})
 
 

@@ -38,7 +38,7 @@ FIELDS = {
     "password": "password",
     "language": "lang",
 }
-"""Canonical field -> Partoo body key (SPEC §1). Anything else has no home in Partoo."""
+"""Canonical field -> Partoo body key (docs/contract.md §1). Anything else has no home in Partoo."""
 
 
 class PartooAdapter(AdapterBase[UpdateUserAnswer]):

@@ -39,7 +39,7 @@ PATHS = {
     "active": "/disabled",
     "password": "/password",
 }
-"""Canonical field -> JSON Patch path (SPEC §1); the name parts and tags are built apart."""
+"""Canonical field -> JSON Patch path (docs/contract.md §1); the name parts and tags are built apart."""
 USAGE_KEYS = ("apiUsage", "apiDailyUsage")
 NOT_A_PATCH = (
     "must be a list of JSON Patch operations (RFC 6902), "
