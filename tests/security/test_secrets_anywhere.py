@@ -24,7 +24,7 @@ from core.secrets import PREFIX, SecretBox
 from tests.conftest import SECRET_KEY, Gateway, event
 from tests.test_dead_letters import admin, no_link, post_final
 from usersync.redis_server import EmbeddedRedis
-from workers.vendors import base
+from workers.vendors import interface
 
 Shape = Callable[[str], tuple[str, dict[str, Any]]]
 """A secret -> (the target, the event's fields that carry it)."""
@@ -158,9 +158,9 @@ async def test_a_dead_letter_stored_before_masks_an_op_without_op(
 def test_the_workers_mask_with_the_one_rule() -> None:
     """The workers' request masking is `core.masking`'s (one definition of secret names
     and of the mask): case-insensitive keys, any patch path ending in one, `op` or not."""
-    assert base.mask_secrets is masking.mask_secrets
-    assert base.MASK == masking.MASK
-    request = base.VendorRequest(
+    assert interface.mask_secrets is masking.mask_secrets
+    assert interface.MASK == masking.MASK
+    request = interface.VendorRequest(
         "PATCH",
         "http://127.0.0.1/x",
         {"Authorization": "Bearer t"},
