@@ -16,6 +16,7 @@ that a write a 202 promises ends with.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -208,3 +209,13 @@ class _SentinelOwningPool(SentinelConnectionPool):
         await super().disconnect(inuse_connections)
         for sentinel in self.sentinel_manager.sentinels:
             await sentinel.aclose()
+
+
+def reraise_if_cancelling(exc: BaseException) -> None:
+    """For a loop that catches Redis errors and carries on: redis-py may turn a cancellation
+    that lands mid-command into an error of its own (a timeout, a lost connection). Caught
+    and logged, the task would then sleep on with its cancellation spent, and whoever
+    awaits it (an app's cleanup, a worker's shutdown) would wait forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc

@@ -21,6 +21,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
+from core.redis_client import reraise_if_cancelling
 from gateway.errors import ApiError
 
 log = structlog.get_logger("usersync.gateway")
@@ -82,6 +83,7 @@ class StorageGauge:
             try:
                 await self.read()
             except RedisError as exc:
+                reraise_if_cancelling(exc)
                 log.debug("storage_read_failed", error=type(exc).__name__)
             await asyncio.sleep(POLL_S)
 

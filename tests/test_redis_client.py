@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio.connection import Connection
-from redis.exceptions import DataError
+from redis.exceptions import DataError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.redis_client import (
     HiredisConnection,
@@ -16,6 +18,7 @@ from core.redis_client import (
     HiredisUnixConnection,
     connect,
     pack_with_hiredis,
+    reraise_if_cancelling,
 )
 from usersync.redis_server import EmbeddedRedis
 
@@ -85,3 +88,26 @@ async def test_a_pool_built_elsewhere_opens_hiredis_connections(
         assert await client.set("packed", "yes") and await client.get("packed") == b"yes"
     finally:
         await client.aclose()
+
+
+async def test_a_cancellation_turned_into_a_redis_error_still_cancels_the_loop() -> None:
+    """redis-py may turn a cancellation that lands mid-command into its own error; a loop that
+    catches Redis errors (the storage gauge, the heartbeat, the reconciler) still ends when
+    cancelled, so an app's cleanup or a worker's shutdown never waits on it forever."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                try:
+                    await asyncio.sleep(10)
+                except asyncio.CancelledError:
+                    raise RedisTimeoutError("Timeout reading from socket") from None
+            except RedisError as exc:
+                reraise_if_cancelling(exc)
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(loop())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from config.settings import Settings
 from core import keys
 from core.pairs import PairQueue
+from core.redis_client import reraise_if_cancelling
 from workers.runs import now_ms
 
 log = structlog.get_logger("usersync.worker")
@@ -54,6 +55,7 @@ async def heartbeat_forever(redis: Redis, worker_id: str) -> None:
         try:
             await beat(redis, worker_id)
         except RedisError as exc:  # Redis away: nothing to take over meanwhile either
+            reraise_if_cancelling(exc)
             log.warning("heartbeat_failed", error=type(exc).__name__, outcome="retry")
 
 
@@ -95,4 +97,5 @@ async def reconcile_forever(
         try:
             await reconcile_once(redis, pairs, interval_s, owner)
         except RedisError as exc:  # Redis away: the next tick tries again
+            reraise_if_cancelling(exc)
             log.warning("reconcile_failed", error=type(exc).__name__, outcome="retry")
