@@ -129,7 +129,7 @@ class Store:
         if len(self._writers) < WRITERS:
             writer = loop.create_task(self._write_waiting())
             self._writers.add(writer)
-            writer.add_done_callback(self._writers.discard)
+            writer.add_done_callback(self._writers.discard)  # one cancelled before it ran
         return [future for *_, future in submission]
 
     def _next_batch(self) -> list[_Pending]:
@@ -142,7 +142,19 @@ class Store:
 
     async def _write_waiting(self) -> None:
         """Send what is waiting as one pipeline, until nothing is; each caller gets its own
-        answer or error. Never raises: a failed batch fails its callers, not the writer."""
+        answer or error. Never raises: a failed batch fails its callers, not the writer.
+
+        The writer leaves `_writers` the moment it finds nothing waiting, with no await in
+        between: left to the task's done-callback (run later), a submission arriving in that
+        gap saw a full set of writers, started none, and waited forever."""
+        try:
+            await self._write_until_empty()
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._writers.discard(task)
+
+    async def _write_until_empty(self) -> None:
         while self._waiting:
             batch = self._next_batch()
             try:
