@@ -44,6 +44,8 @@ VENDOR_TOKENS = {
     "plaspy": "bench-plaspy",
     "partoo": "bench-partoo",
 }
+ONE_TARGET = "fleet-eu"
+"""The instance a one-target event names (`targets: [ONE_TARGET]`): a PATCH of two fields."""
 SECRET_KEY = "xBwRCV9J1xC8ilSJDDGtkJaOoUfT3fmPgm1tOVHx69Y="  # a bench-only Fernet key
 
 
@@ -182,6 +184,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process descended from it (a supervisor and its children)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid` and its live descendants (a gateway of several processes)."""
+    return sum(cpu_seconds(each) for each in process_tree(pid))
+
+
 def start(
     name: str, argv: Sequence[str], root: Path, directory: Path, env: dict[str, str] | None = None
 ) -> Service:
@@ -239,6 +265,33 @@ def wait_http(url: str, timeout_s: float = 30) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"{url} did not answer within {timeout_s} s")
         time.sleep(0.05)
+
+
+def wait_started(service: Service, url: str, timeout_s: float = 30) -> bool:
+    """Block until GET `url` answers 200: True; False if the process exited first."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while service.process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url} did not answer within {timeout_s} s")
+        time.sleep(0.05)
+    return False
+
+
+def log_tail(service: Service, lines: int = 3) -> str:
+    """The last lines a service wrote (why it exited), on one line."""
+    if service.log_path is None or not service.log_path.exists():
+        return "no log"
+    text = service.log_path.read_text(errors="replace").strip().splitlines()
+    return " | ".join(line.strip()[:300] for line in text[-lines:]) or "no output"
 
 
 def percentile(values: Sequence[float], q: float) -> float:

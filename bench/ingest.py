@@ -13,13 +13,21 @@ if wrk is not installed, and is then itself the bottleneck):
 - lpush: the same plus one `LPUSH` per request (the naive durable handler);
 - arq: the same plus one arq `enqueue_job` per request;
 - usersync: `usersync gateway`: bearer auth, validation, dedupe, durable storage of the event
-  and its four targets' pending entries and jobs (one Lua script), 202;
+  and its four targets' pending entries and jobs, 202 (events name no targets: all four);
+- usersync-1t: the same with `targets: [<one instance>]` in every event (common.ONE_TARGET);
+  the naive handlers' work does not depend on targets, so lpush is the baseline of both;
 - usersync-batch: `POST /v1/events:batch` with 100 events a request, 5 connections (events/s
-  counted; latencies are a whole batch's).
+  counted; latencies are a whole batch's);
+- usersync-p2: usersync with `gateway: {processes: 2}` (4-target events): the 1 -> 2 process
+  scaling. A checkout whose config refuses the setting (or whose gateway does not start with
+  it) gets the row "not available" instead of failing the run.
 
 Rounds alternate the systems so drift hits them alike; the table gives each one's median
 round. After every usersync round the stored events are counted in Redis: each 202 must
-have one (durability is checked, not assumed).
+have one (durability is checked, not assumed). The gateway's CPU is that of its process and
+its children (a multi-process gateway is counted whole). Redis's work over each measured run
+comes from `INFO commandstats` (usec summed over commands) and `INFO cpu` (used_cpu_sys +
+used_cpu_user, the whole server: its event loop, AOF writes), per accepted event.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +52,9 @@ from folded import summarize
 
 from core import keys
 
-SYSTEMS = ("bare", "lpush", "arq", "usersync", "usersync-batch")
+SYSTEMS = ("bare", "lpush", "arq", "usersync", "usersync-1t", "usersync-batch", "usersync-p2")
+GATEWAY_PROCESSES = 2
+"""The process count of usersync-p2 (`gateway.processes`)."""
 BATCH = 100
 BATCH_CONNECTIONS = 5
 """Batch requests in flight: 5 x 100 events keeps the gateway busy without queueing seconds
@@ -55,10 +66,13 @@ local counter = 0
 local run = os.getenv("BENCH_RUN")
 local users = tonumber(os.getenv("BENCH_USERS"))
 local batch = tonumber(os.getenv("BENCH_BATCH"))
+local targets = os.getenv("BENCH_TARGETS") or ""
+local tail = "}"
+if targets ~= "" then tail = ',"targets":' .. targets .. '}' end
 local template = '{"event_id":"%s-%d","occurred_at":"2026-11-22T10:15:00Z",'
   .. '"user":{"id":"bench-%d","version":%d,"external_ids":{"mileapp":"m%d",'
   .. '"fleet-eu":"%d","plaspy":"p%d","partoo":"t%d"}},'
-  .. '"changes":{"email":"user%d.v%d@example.com","job_title":"Engineer, level %d"}}'
+  .. '"changes":{"email":"user%d.v%d@example.com","job_title":"Engineer, level %d"}' .. tail
 wrk.method = "POST"
 wrk.path = os.getenv("BENCH_PATH")
 wrk.headers["Content-Type"] = "application/json"
@@ -91,10 +105,18 @@ end
 
 
 def wrk_load(
-    url: str, path: str, seconds: float, connections: int, run: str, batch: int, script: Path
+    url: str,
+    path: str,
+    seconds: float,
+    connections: int,
+    run: str,
+    batch: int,
+    script: Path,
+    targets: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     env = {
         **os.environ,
+        "BENCH_TARGETS": json.dumps(list(targets)) if targets is not None else "",
         "BENCH_RUN": run,
         "BENCH_USERS": "10000",
         "BENCH_BATCH": str(batch),
@@ -123,7 +145,13 @@ def wrk_load(
 
 
 async def _python_load(
-    url: str, path: str, seconds: float, connections: int, run: str, batch: int
+    url: str,
+    path: str,
+    seconds: float,
+    connections: int,
+    run: str,
+    batch: int,
+    targets: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The fallback load generator: a closed loop of `connections` aiohttp clients."""
     import aiohttp
@@ -137,7 +165,8 @@ async def _python_load(
         nonlocal counter
         counter += 1
         user = counter % 10000
-        return common.event_body(f"{run}-{counter}", user, counter, f"u{user}.v{counter}@x.io")
+        email = f"u{user}.v{counter}@x.io"
+        return common.event_body(f"{run}-{counter}", user, counter, email, targets)
 
     async def client(session: aiohttp.ClientSession, deadline: float) -> None:
         nonlocal non_2xx, errors
@@ -171,11 +200,22 @@ async def _python_load(
 
 
 def load(
-    url: str, path: str, seconds: float, connections: int, run: str, batch: int, script: Path
+    url: str,
+    path: str,
+    seconds: float,
+    connections: int,
+    run: str,
+    batch: int,
+    script: Path,
+    targets: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     if shutil.which("wrk"):
-        return wrk_load(url, path, seconds, connections, run, batch, script)
-    return asyncio.run(_python_load(url, path, seconds, connections, run, batch))
+        return wrk_load(url, path, seconds, connections, run, batch, script, targets)
+    return asyncio.run(_python_load(url, path, seconds, connections, run, batch, targets))
+
+
+class NotAvailable(Exception):
+    """The checkout cannot run this system (e.g. its config refuses `gateway.processes`)."""
 
 
 def start_system(
@@ -183,10 +223,15 @@ def start_system(
 ) -> tuple[common.Service, str]:
     """The server of `system`, started and answering; and the path events are posted to."""
     if system.startswith("usersync"):
+        extra = {"gateway": {"processes": GATEWAY_PROCESSES}} if system == "usersync-p2" else None
         config = common.write_config(
-            tmp, redis_url=redis_url, gateway_port=port, sandbox_port=common.free_port()
+            tmp,
+            redis_url=redis_url,
+            gateway_port=port,
+            sandbox_port=common.free_port(),
+            extra=extra,
         )
-        service = common.usersync("gateway", config, root, tmp)
+        service = common.usersync("gateway", config, root, tmp, name=system)
         health = "/healthz"
         path = "/v1/events:batch" if system == "usersync-batch" else "/v1/events"
     else:
@@ -206,7 +251,12 @@ def start_system(
             tmp,
         )
         health, path = "/healthz", "/v1/events"
-    common.wait_http(f"http://127.0.0.1:{port}{health}")
+    if not common.wait_started(service, f"http://127.0.0.1:{port}{health}"):
+        reason = common.log_tail(service, 3)
+        service.stop()
+        if system == "usersync-p2":
+            raise NotAvailable(reason)
+        raise SystemExit(f"{system} exited before answering: {reason}")
     return service, path
 
 
@@ -240,32 +290,102 @@ def stored_events(client: redis.Redis, run: str) -> int:
     return sum(1 for _ in client.scan_iter(match=keys.event("hris", f"{run}-*"), count=10000))
 
 
+def targets_of(system: str) -> list[str] | None:
+    """The `targets` every event of `system` names (None: left out, all four instances)."""
+    return [common.ONE_TARGET] if system == "usersync-1t" else None
+
+
+SCRIPT_COMMANDS = ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro")
+"""Commands whose commandstats time includes the commands their script ran: those are counted
+again under their own names, so a sum over every command counts them twice."""
+
+
+def redis_counters(client: redis.Redis) -> dict[str, Any]:
+    """Redis's cumulative work so far: calls and usec per command, and its CPU seconds (the
+    main thread's where Redis reports it, and the whole server's)."""
+    stats = client.info("commandstats")
+    cpu = client.info("cpu")
+    whole = float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
+    main = cpu.get("used_cpu_sys_main_thread"), cpu.get("used_cpu_user_main_thread")
+    return {
+        "commands": {
+            name.removeprefix("cmdstat_"): (int(value["calls"]), int(value["usec"]))
+            for name, value in stats.items()
+        },
+        "cpu_s": whole,
+        "main_cpu_s": float(main[0]) + float(main[1]) if None not in main else whole,
+    }
+
+
+def redis_work(before: dict[str, Any], after: dict[str, Any], events: int) -> dict[str, Any]:
+    """What Redis did for the measured run, per accepted event: main-thread CPU (INFO cpu:
+    commands, networking, the event loop), the whole server's CPU (+ AOF and other threads),
+    and commandstats by command, busiest first (a script's own commands appear inside its
+    evalsha and again on their own lines; `redis_script_usec_per_event` is the scripts',
+    `redis_direct_usec_per_event` the other commands', nested ones included)."""
+    per_command = {}
+    for name, (calls, usec) in after["commands"].items():
+        calls0, usec0 = before["commands"].get(name, (0, 0))
+        if calls > calls0:
+            per_command[name] = {
+                "calls_per_event": round((calls - calls0) / max(events, 1), 3),
+                "usec_per_event": round((usec - usec0) / max(events, 1), 2),
+            }
+    ordered = dict(sorted(per_command.items(), key=lambda item: -item[1]["usec_per_event"]))
+    scripts = sum(c["usec_per_event"] for n, c in ordered.items() if n in SCRIPT_COMMANDS)
+    direct = sum(c["usec_per_event"] for n, c in ordered.items() if n not in SCRIPT_COMMANDS)
+
+    def per_event(seconds: float) -> float:
+        return round(seconds / max(events, 1) * 1e6, 2)
+
+    return {
+        "redis_cpu_us_per_event": per_event(after["main_cpu_s"] - before["main_cpu_s"]),
+        "redis_cpu_all_us_per_event": per_event(after["cpu_s"] - before["cpu_s"]),
+        "redis_script_usec_per_event": round(scripts, 2),
+        "redis_direct_usec_per_event": round(direct, 2),
+        "redis_calls_per_event": round(sum(c["calls_per_event"] for c in ordered.values()), 3),
+        "redis_commands": ordered,
+    }
+
+
 def one_round(
     system: str, number: int, args: argparse.Namespace, tmp: Path, redis_url: str, script: Path
 ) -> dict[str, Any]:
     port = common.free_port()
     client = redis.Redis.from_url(redis_url)
     client.flushall()
-    service, path = start_system(system, Path(args.root), tmp, redis_url, port)
+    try:
+        service, path = start_system(system, Path(args.root), tmp, redis_url, port)
+    except NotAvailable as exc:
+        client.close()
+        return {"available": False, "reason": str(exc)}
     url = f"http://127.0.0.1:{port}"
     batch = BATCH if system == "usersync-batch" else 1
     connections = BATCH_CONNECTIONS if batch > 1 else args.connections
+    targets = targets_of(system)
     try:
-        load(url, path, 2, connections, f"warm{number}", batch, script)
+        load(url, path, 2, connections, f"warm{number}", batch, script, targets)
         run = f"r{number}"
-        cpu_before = common.cpu_seconds(service.pid)
+        processes = common.process_tree(service.pid)
+        counters_before = redis_counters(client)
+        cpu_before = common.tree_cpu_seconds(service.pid)
         profiler = start_profiler(args, system, number, service.pid)
-        figures = load(url, path, args.duration, connections, run, batch, script)
-        cpu = common.cpu_seconds(service.pid) - cpu_before
+        figures = load(url, path, args.duration, connections, run, batch, script, targets)
+        cpu = common.tree_cpu_seconds(service.pid) - cpu_before
+        counters_after = redis_counters(client)
         if profiler is not None:
             finish_profiler(profiler, system)
-        figures["rss_mb"] = round(service.rss_mb(), 1)
+        figures["rss_mb"] = round(sum(common.rss_mb(pid) for pid in processes), 1)
+        figures["processes"] = len(processes)
     finally:
         service.stop()
     events = figures["requests"] * batch
+    figures["available"] = True
+    figures["targets"] = len(targets) if targets is not None else len(common.KINDS)
     figures["events"] = events
     figures["events_per_s"] = events / figures["seconds"]
     figures["cpu_us_per_event"] = cpu / max(events, 1) * 1e6
+    figures.update(redis_work(counters_before, counters_after, events))
     if system.startswith("usersync"):
         accepted = events if figures["non_2xx"] == 0 else None
         figures["stored"] = stored_events(client, run)
@@ -287,6 +407,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 for system in args.systems:
                     figures = one_round(system, number, args, tmp, redis_url, script)
                     rounds[system].append(figures)
+                    if not figures["available"]:
+                        print(f"round {number + 1} {system:<15} not available", flush=True)
+                        continue
                     print(
                         f"round {number + 1} {system:<15} {figures['events_per_s']:>9,.0f} ev/s"
                         f"  p99 {figures['p99_ms']:.1f} ms",
@@ -303,6 +426,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def median_round(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The round with the median events/s (its own latencies go with it)."""
+    if not all(r["available"] for r in runs):
+        return next(r for r in runs if not r["available"])
     ordered = sorted(runs, key=lambda r: r["events_per_s"])
     middle = dict(ordered[len(ordered) // 2])
     middle["events_per_s_all"] = [round(r["events_per_s"]) for r in runs]
@@ -315,6 +440,9 @@ def report(result: dict[str, Any]) -> str:
     lpush = summary.get("lpush", {}).get("events_per_s")
     rows = []
     for system, row in summary.items():
+        if not row["available"]:
+            rows.append([system, "not available", *["-"] * 9])
+            continue
         ratio = f"{row['events_per_s'] / lpush:.2f}x" if lpush else "-"
         rows.append(
             [
@@ -324,6 +452,8 @@ def report(result: dict[str, Any]) -> str:
                 row["p50_ms"],
                 row["p99_ms"],
                 round(row["cpu_us_per_event"]),
+                round(row["redis_cpu_us_per_event"]),
+                round(row["redis_script_usec_per_event"]),
                 row["rss_mb"],
                 row["non_2xx"] + row["errors"],
                 "yes" if row.get("durable_ok") else ("-" if "stored" not in row else "NO"),
@@ -342,13 +472,32 @@ def report(result: dict[str, Any]) -> str:
             "p50 ms",
             "p99 ms",
             "CPU us/event",
+            "redis CPU us/ev",
+            "redis script us/ev",
             "RSS MB",
             "failed",
             "stored",
         ],
         rows,
     )
-    return head + "\n" + body
+    notes = [
+        f"{system}: not available ({row['reason']})"
+        for system, row in summary.items()
+        if not row["available"]
+    ]
+    for system in ("usersync", "usersync-1t"):
+        row = summary.get(system, {})
+        if row.get("available"):
+            busiest = ", ".join(
+                f"{name} {c['calls_per_event']:g}x {c['usec_per_event']:g} us"
+                for name, c in list(row["redis_commands"].items())[:6]
+            )
+            notes.append(f"redis per {system} event (commandstats): {busiest}")
+    notes.append(
+        "redis CPU: INFO cpu, main thread, over the measured run; script us: commandstats "
+        "usec of eval/evalsha (their own commands included)"
+    )
+    return "\n".join([head, body, *notes])
 
 
 if __name__ == "__main__":
