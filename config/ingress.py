@@ -86,6 +86,13 @@ class GatewaySettings(Strict):
         description="open connections per process; past it the oldest idle one is closed, "
         "or the new one answered 503 `overloaded` and closed when none is idle",
     )
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="processes serving the gateway's port (SO_REUSEPORT, started and restarted "
+        "by the command's own process); 1: the command's process serves it itself",
+    )
     drain_delay_s: float = Field(
         default=0,
         ge=0,

@@ -249,8 +249,18 @@ class GuardedSite(web.TCPSite):
 
     __slots__ = ("_limits", "guard")
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, limits: ConnectionLimits):
-        super().__init__(runner, host, port)
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        limits: ConnectionLimits,
+        *,
+        reuse_port: bool = False,
+    ) -> None:
+        """`reuse_port`: share the port with the other processes of a `gateway.processes`
+        group (SO_REUSEPORT: the kernel spreads new connections over their listeners)."""
+        super().__init__(runner, host, port, reuse_port=reuse_port)
         self._limits = limits
         self.guard: ConnectionGuard | None = None
 
@@ -261,7 +271,7 @@ class GuardedSite(web.TCPSite):
         self.guard = ConnectionGuard(server, self._limits)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self.guard, self._host, self._port, backlog=self._backlog
+            self.guard, self._host, self._port, backlog=self._backlog, reuse_port=self._reuse_port
         )
         self._bound_port = self._server.sockets[0].getsockname()[1]
 

@@ -24,6 +24,7 @@ from core.logs import configure_logging
 from core.signing import signature_headers
 from usersync.client import Answer, GatewayUnreachable, call
 from usersync.config_file import ROLE_NEEDS, NoConfig, check_config, config_path
+from usersync.supervisor import ChildOrders
 
 
 def _run_async(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -126,8 +127,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     path = _config_path(args)
     settings = _load_path(path)
     configure_logging(settings.logging.level, fmt=settings.logging.format)
+    child = ChildOrders.from_env() if args.command == "gateway" else None
     missing = [section for section in ROLE_NEEDS[args.command] if not getattr(settings, section)]
-    if missing:
+    if missing and child is None:  # its supervisor said so
         structlog.get_logger("usersync").warning(
             "config_incomplete", config=path, role=args.command, empty=missing
         )
@@ -138,7 +140,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "sandbox": dict(gateway=False, worker=False, sandbox=True, embedded=False),
     }[args.command]
     try:
-        _run_async(runtime.run(settings, **parts, config_path=path))
+        _run_async(runtime.run(settings, **parts, config_path=path, child=child))
     except ConfigError as exc:
         print(f"usersync: invalid configuration: {exc}", file=sys.stderr)
         return 2

@@ -52,6 +52,7 @@ RESTART_ONLY = (
     "gateway.body_timeout_s",
     "gateway.keepalive_timeout_s",
     "gateway.max_connections",
+    "gateway.processes",
     "worker.concurrency",
     "worker.poll_delay_s",
     "worker.job_timeout_s",
@@ -79,6 +80,12 @@ class ProcessControl:
         self.config_path = config_path
         self.on_drain: list[Callable[[], None]] = []
         self.on_reload: list[Reloader] = []
+        self.on_hangup: list[Callable[[], None]] = []
+        """Run on every SIGHUP before the reload (a supervisor passes it to its children,
+        which read the file themselves)."""
+        self.reloads = True
+        """False: this process has no part of its own to reload (a supervisor of gateway
+        processes only), so a SIGHUP is only passed on."""
         self.signal: str | None = None
         self.deadline: float | None = None
         self._stop = asyncio.Event()
@@ -130,7 +137,10 @@ class ProcessControl:
         if self.draining:
             log.warning("config_reload_ignored", reason="shutting_down")
             return
-        self.reload()
+        for hook in self.on_hangup:
+            hook()
+        if self.reloads:
+            self.reload()
 
     def reload(self) -> bool:
         """Read the config file again and apply it (see the module's docstring)."""

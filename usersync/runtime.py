@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import structlog
@@ -29,6 +29,7 @@ from gateway.connections import ConnectionLimits, GuardedSite, ensure_descriptor
 from gateway.lifecycle import LIFECYCLE
 from usersync.lifecycle import ProcessControl
 from usersync.redis_server import EmbeddedRedis, RedisServerError
+from usersync.supervisor import PROCESS_HEADER, ChildOrders, gateway_processes
 from workers.health import create_worker_http_app
 from workers.instruments import DeliveryMetrics
 from workers.preview import make_previewer
@@ -71,12 +72,13 @@ async def serving(
     *,
     access_log: bool = False,
     shutdown_timeout: float = 5,
+    reuse_port: bool = False,
 ) -> AsyncIterator[str]:
     """Serve `app` for the block; yields the bound base URL (port 0 picks a free port).
     With `limits`, its connections get header, body and keep-alive timeouts and a cap
     (gateway.connections): every process that serves the gateway passes them, and
     `access_log` (one line per request, gateway.access). At the end, requests in flight get
-    `shutdown_timeout` to finish."""
+    `shutdown_timeout` to finish. `reuse_port`: one of a `gateway.processes` group."""
     logging_args: dict[str, Any] = ACCESS_LOG_ARGS if access_log else {"access_log": None}
     runner = web.AppRunner(
         app, handle_signals=False, shutdown_timeout=shutdown_timeout, **logging_args
@@ -87,7 +89,7 @@ async def serving(
             await web.TCPSite(runner, host, port).start()
         else:
             ensure_descriptors(limits.max_connections)
-            await GuardedSite(runner, host, port, limits).start()
+            await GuardedSite(runner, host, port, limits, reuse_port=reuse_port).start()
         bound_host, bound_port = runner.addresses[0][:2]
         yield f"http://{bound_host}:{bound_port}"
     finally:
@@ -251,11 +253,14 @@ async def running_gateway(
     adapters: Mapping[str, VendorAdapter],
     telemetry: Telemetry | None = None,
     control: ProcessControl | None = None,
+    child: ChildOrders | None = None,
 ) -> AsyncIterator[str]:
     """The gateway on its own Redis pool; yields its base URL. Its /metrics serves
     `telemetry` (a registry of its own without it). With `control`, a drain makes /readyz
     answer 503 at once and keeps serving `gateway.drain_delay_s` before the listener closes;
-    a reload reaches the app's settings."""
+    a reload reaches the app's settings. `child`: this process is one of a
+    `gateway.processes` group (`usersync.supervisor`): it shares the group's port, names
+    itself in PROCESS_HEADER and tells the supervisor once it listens."""
     redis = connect(redis_url, socket_timeout=5, socket_connect_timeout=2)
     store = Store(redis, settings.retention.events_s, replica_ack=ReplicaAck.of(settings.redis))
     app = create_gateway_app(
@@ -266,6 +271,8 @@ async def running_gateway(
         telemetry=telemetry,
     )
     openapi.describe_vendor_fields(app, vendor_fields_schemas())
+    if child is not None:
+        app.on_response_prepare.append(_process_header(str(child.index)))
     if control is not None:
         control.on_drain.append(lambda: setattr(app[LIFECYCLE], "shutting_down", True))
         control.on_reload.append(
@@ -279,17 +286,31 @@ async def running_gateway(
         async with serving(
             app,
             settings.gateway.host,
-            settings.gateway.port,
+            settings.gateway.port if child is None else child.port,
             limits,
             access_log=True,
             shutdown_timeout=max(0.0, grace_s),
+            reuse_port=child is not None,
         ) as url:
-            log.info("gateway_listening", url=url)
+            if child is None:
+                log.info("gateway_listening", url=url)
+            else:
+                log.info("gateway_listening", url=url, process=child.index)
+                child.listening()
             yield url
             if control is not None and control.gateway_delay_s() > 0:
                 await asyncio.sleep(control.gateway_delay_s())
     finally:
         await redis.aclose()
+
+
+def _process_header(
+    index: str,
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    async def name_process(_: web.Request, response: web.StreamResponse) -> None:
+        response.headers[PROCESS_HEADER] = index
+
+    return name_process
 
 
 @contextlib.asynccontextmanager
@@ -316,18 +337,26 @@ async def run(
     sandbox: bool,
     embedded: bool,
     config_path: str | None = None,
+    child: ChildOrders | None = None,
 ) -> None:
     """Run the chosen parts until SIGINT/SIGTERM, then stop them in reverse order. One
     registry of metrics for the process: `usersync run` serves it on the gateway's /metrics
-    and on the worker's port alike."""
+    and on the worker's port alike. With `gateway.processes` > 1 the gateway is that many
+    child processes (`usersync.supervisor`), started once Redis is up; `child`: this process
+    is one of them."""
     adapters = build_adapters(settings)
     control = ProcessControl(settings, adapters, config_path)
     telemetry = Telemetry()
+    supervise = gateway and child is None and settings.gateway.processes > 1
+    control.reloads = worker or not supervise  # else the children reload themselves
     async with contextlib.AsyncExitStack() as stack:
         if sandbox:
             await stack.enter_async_context(running_sandbox(settings))
         if gateway or worker:
-            redis_url = stack.enter_context(redis_url_for(settings, embedded_allowed=embedded))
+            if child is not None and child.redis_url is not None:  # the supervisor's embedded
+                redis_url = RedisTarget.of(settings.redis, child.redis_url)
+            else:
+                redis_url = stack.enter_context(redis_url_for(settings, embedded_allowed=embedded))
             if worker:
                 running = await stack.enter_async_context(
                     running_worker(settings, redis_url, adapters, telemetry, control)
@@ -336,10 +365,22 @@ async def run(
                     await stack.enter_async_context(
                         running_worker_http(settings, redis_url, telemetry, running)
                     )
-            if gateway:
+            if supervise:
+                await stack.enter_async_context(gateway_processes(settings, redis_url, control))
+            elif gateway:
+                if child is not None:
+                    share = asyncio.create_task(telemetry.share_process())
+                    stack.callback(share.cancel)
                 await stack.enter_async_context(
-                    running_gateway(settings, redis_url, adapters, telemetry, control)
+                    running_gateway(settings, redis_url, adapters, telemetry, control, child)
                 )
-        log.info("usersync_ready", gateway=gateway, worker=worker, sandbox=sandbox)
+        log.info(
+            "usersync_ready",
+            gateway=gateway,
+            worker=worker,
+            sandbox=sandbox,
+            **({"processes": settings.gateway.processes} if supervise else {}),
+            **({"process": child.index} if child is not None else {}),
+        )
         await control.wait_for_stop()  # reloads on SIGHUP meanwhile
     log.info("usersync_stopped", signal=control.signal)
