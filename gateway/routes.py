@@ -22,7 +22,7 @@ from gateway.auth import (
     source_of,
     verify_body,
 )
-from gateway.body import parse_json_object, read_json_body, read_json_object
+from gateway.body import read_json_body, read_json_object
 from gateway.cloudevents_schema import BINARY_MODE, STRUCTURED_BODY
 from gateway.context import (
     PREVIEWER,
@@ -40,7 +40,7 @@ from gateway.ingest import (
     check_secrets,
     link_conflict,
     log_link_changes,
-    validated_event,
+    validated_json_event,
 )
 from gateway.instruments import GATEWAY_METRICS
 from gateway.lifecycle import check_ready
@@ -78,7 +78,7 @@ async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[st
     await enforce_source_rate(request.app[SOURCE_RATES], source)
     check_fields = request.app[VENDOR_FIELDS]
     if mode is None:
-        event, targets = validated_event(parse_json_object(raw), settings, source, check_fields)
+        event, targets = validated_json_event(raw, settings, source, check_fields)
     else:
         event, targets = cloudevents.validated(mode, request, raw, settings, source, check_fields)
     structlog.contextvars.bind_contextvars(event_id=event.event_id, user_id=event.user.id)
