@@ -110,7 +110,13 @@ def write_config(
                 "rate_limit": {"per_second": 100000, "burst": 100000},
             }
         ],
-        "worker": {"concurrency": concurrency, "poll_delay_s": poll_delay_s},
+        # metrics_port 0: several workers on one host would each want the default port (the
+        # bare arq baseline serves none either)
+        "worker": {
+            "concurrency": concurrency,
+            "poll_delay_s": poll_delay_s,
+            "metrics_port": 0,
+        },
         "secrets": {"keys": [SECRET_KEY]},
         "sandbox": {"enabled": True, "host": "127.0.0.1", "port": sandbox_port},
         "logging": {"level": "info"},  # the default: one line per event and attempt

@@ -94,7 +94,8 @@ KIND_OF = common.KINDS
 def rate_from_e2e(path: Path) -> tuple[float | None, str]:
     """Half of usersync's saturation with 2 workers and an instant vendor, from bench/e2e.py's
     latest result: its `saturation` rows (`system`, `workers`, `vendor_latency_ms`,
-    `deliveries_per_s` = vendor calls/s, four per event). That file is another benchmark's and
+    `deliveries_per_s` = vendor calls/s, four per event; of four-target events to separate
+    workers: rows of other setups carry `targets` and `mode`). That file is another benchmark's and
     may change: anything not as expected gives None, and the caller uses the default rate."""
     try:
         data = json.loads(path.read_text())
@@ -107,6 +108,12 @@ def rate_from_e2e(path: Path) -> tuple[float | None, str]:
         if not isinstance(row, dict) or row.get("system", "usersync") != "usersync":
             continue
         if row.get("workers") != WORKERS or row.get("vendor_latency_ms", 0) != 0:
+            continue
+        # the soak posts four-target events to separate workers: that setup's row only
+        if (
+            row.get("targets", len(KIND_OF)) != len(KIND_OF)
+            or row.get("mode", "workers") != "workers"
+        ):
             continue
         if isinstance(row.get("events_per_s"), int | float):
             events = float(row["events_per_s"])
