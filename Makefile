@@ -35,13 +35,19 @@ test: lint
 	$(BIN)/pytest
 
 # The benchmark suite (docs/performance.md): about 30 minutes, the soak taking 10 of them.
-# Each script prints its table and writes bench/results/<name>-latest.json; charts go to docs/img.
+# Each script prints its table and writes bench/results/<name>-latest.json; charts go to docs/img;
+# bench/targets.py last: issue 15's targets, each with its same-run baseline
+# (bench/results/targets-latest.json). On a shared machine: BENCH_RUN="flock /tmp/bench.lock"
+# keeps two benchmarks from overlapping.
+BENCH_RUN ?=
+BENCH_STARTED := $(shell date +%s)
 bench: $(BENCH_STAMP)
-	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
-	$(BIN)/python bench/e2e.py $(BENCH_ARGS)
-	$(BIN)/python bench/burst.py $(BENCH_ARGS)
-	$(BIN)/python bench/soak.py $(BENCH_ARGS)
+	$(BENCH_RUN) $(BIN)/python bench/ingest.py $(BENCH_ARGS)
+	$(BENCH_RUN) $(BIN)/python bench/e2e.py $(BENCH_ARGS)
+	$(BENCH_RUN) $(BIN)/python bench/burst.py $(BENCH_ARGS)
+	$(BENCH_RUN) $(BIN)/python bench/soak.py --no-charts $(BENCH_ARGS)
 	$(BIN)/python bench/charts.py
+	$(BIN)/python bench/targets.py --started $(BENCH_STARTED)
 
 # The same, each script in its short form (a few minutes in all): to see that they run.
 bench-quick:

@@ -455,12 +455,14 @@ def main() -> None:
     parser.add_argument("--order", choices=("user", "round"), default="user")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for delivery")
     parser.add_argument("--quick", action="store_true", help="100 users x 20 updates")
+    parser.add_argument("--no-write", action="store_true", help="do not write bench/results")
     args = parser.parse_args()
     if args.quick:
         args.users, args.updates = 100, 20
     result = run(args)
     report(result)
-    print(f"written: {common.write_result('burst', result)}")
+    if not args.no_write:
+        print(f"written: {common.write_result('burst', result)}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ Every `--interval` seconds it records:
 - RSS and CPU time of the gateway, each worker, the sandbox, redis-server and this client;
 - Redis `INFO memory` used_memory, DBSIZE, and the keys by prefix (one SCAN): stored events
   (`core.keys.event`: status + dedupe record) against the expected count, i.e. the events
-  accepted within the last retention seconds; arq's queue length and the dead letters;
+  still owed a vendor call plus those whose last call was within the last retention seconds
+  (an event has no TTL while a target owes it a delivery; its retention starts when every
+  target is final); arq's queue length and the dead letters;
 - ingest-to-vendor latency of the vendor calls of the window: the sandbox journals' calls,
   each matched to the client-side time at which its event's 202 arrived; p50/p99/max;
 - the posts of the window by answer (202, 4xx, 5xx, client error), their round trip, and how
@@ -48,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import heapq
 import json
 import os
 import random
@@ -58,7 +61,7 @@ import sys
 import tempfile
 import time
 from array import array
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,15 +167,16 @@ class Tracker:
     """(kind, n) seen in a journal before its 202 was recorded -> (received_at, t first seen)."""
     latencies: dict[str, tuple[array[float], array[float]]] = field(default_factory=dict)
     """kind -> (t of the window it was read in, latency ms) of every matched call."""
-    accepted_at: deque[float] = field(default_factory=deque)
-    """monotonic time of each 202 within the last retention: the events Redis should hold."""
+    final_at: list[float] = field(default_factory=list)
+    """A heap: when each event's last call was received (time.time()), for those that became
+    final within the last retention. Redis holds an event while a target owes it a delivery,
+    and `retention.events_s` after its last target is final (docs/delivery.md)."""
     accepted: int = 0
     duplicates: int = 0
     unmatched: int = 0
 
-    def accept(self, n: int, at_epoch: float, at_mono: float) -> None:
+    def accept(self, n: int, at_epoch: float) -> None:
         self.waiting[n] = (at_epoch, set(KIND_OF.values()))
-        self.accepted_at.append(at_mono)
         self.accepted += 1
 
     def match(self, kind: str, n: int, received_at: float, window: Window, t: float) -> bool:
@@ -188,6 +192,7 @@ class Tracker:
         kinds.discard(kind)
         if not kinds:
             del self.waiting[n]
+            heapq.heappush(self.final_at, received_at)
             if n >= len(self.complete):
                 self.complete.extend(bytes(n + 1 - len(self.complete) + 65536))
             self.complete[n] = 1
@@ -198,10 +203,14 @@ class Tracker:
         values.append(latency)
         return True
 
-    def expected_stored(self, now_mono: float, retention_s: float) -> int:
-        while self.accepted_at and self.accepted_at[0] <= now_mono - retention_s:
-            self.accepted_at.popleft()
-        return len(self.accepted_at)
+    def expected_stored(self, now_epoch: float, retention_s: float) -> int:
+        """The events Redis should hold now: those still owed a call (none seen yet, or not
+        all: the journal is read a little behind, which only adds to the owed), and those
+        whose last call was within the retention. A call that never comes (a lost journal
+        read, a dead delivery) keeps its event counted as owed: the final checks name them."""
+        while self.final_at and self.final_at[0] <= now_epoch - retention_s:
+            heapq.heappop(self.final_at)
+        return len(self.waiting) + len(self.final_at)
 
 
 def _group(builder: Callable[[str, str], str]) -> str:
@@ -301,7 +310,7 @@ class Soak:
         self.window.ack_ms.append((done - sent) * 1000)
         if status == 202:
             self.window.posts["202"] += 1
-            self.tracker.accept(n, time.time(), time.monotonic())
+            self.tracker.accept(n, time.time())
         elif 400 <= status < 500:
             self.window.posts["4xx"] += 1
         elif status >= 500:
@@ -415,7 +424,7 @@ class Soak:
         """One row of the time series: processes, Redis, and the window's posts and calls."""
         window, self.window = self.window, Window()
         figures = await self.redis_figures()
-        expected = self.tracker.expected_stored(time.monotonic(), self.args.retention)
+        expected = self.tracker.expected_stored(time.time(), self.args.retention)
         latencies = window.latency_ms
         row = self.sampler.sample()
         row.update(
@@ -1041,6 +1050,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="60 s of load instead of 600")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--no-charts", action="store_true", help="do not run bench/charts.py")
+    parser.add_argument(
+        "--no-write", action="store_true", help="do not write bench/results (nor charts)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration = 60.0
@@ -1065,6 +1077,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     result = run(args)
     report(result)
+    if args.no_write:
+        return 0
     path = common.write_result("soak", result)
     print(f"written: {path}")
     if not args.no_charts:
