@@ -395,3 +395,5 @@ class Script(StrEnum):
     PAIR_RECONCILE = "pair_reconcile"
     CLAIM = "claim"
     """The worker's claim of a poll's due arq jobs (arq's keys only)."""
+    JOB_FINISH = "job_finish"
+    """The end of a claimed arq job, as arq writes it (arq's keys only)."""

@@ -12,6 +12,7 @@ backoff, open circuit, rate-limit slot) is a scheduled job in Redis, never a sle
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -20,7 +21,7 @@ from arq.constants import default_queue_name, job_key_prefix
 from redis.asyncio import Redis
 
 from core import keys
-from core.scripts import ScriptCall, load_lua, reply_or_raise, run_together
+from core.scripts import ScriptCall, ScriptSender, load_lua, reply_or_raise, run_together
 
 DELIVER_FUNCTION = "deliver"
 
@@ -146,9 +147,15 @@ class PairQueue:
     """The pair scripts, bound to one Redis client; holds no other state."""
 
     def __init__(
-        self, redis: Redis, retention_s: int, queue_name: str = default_queue_name
+        self,
+        redis: Redis,
+        retention_s: int,
+        queue_name: str = default_queue_name,
+        send: ScriptSender | None = None,
     ) -> None:
         self.redis = redis
+        self.send = send or functools.partial(run_together, redis)
+        """How begin and commit reach Redis: a worker's batcher shares its jobs' round trips."""
         self.retention_ms = retention_s * 1000
         self.queue_name = queue_name
         self._begin = redis.register_script(load_lua(keys.Script.PAIR_BEGIN))
@@ -160,8 +167,9 @@ class PairQueue:
         self, target: str, user_id: str, job_id: str, token: str, lease_ms: int, max_batch: int
     ) -> Begun:
         """Take the pair's lease and read what is pending, if `job_id` is the pair's job."""
-        reply = await self._begin(
-            keys=[
+        call = ScriptCall(
+            self._begin,
+            [
                 keys.pair(target, user_id),
                 keys.lease(target, user_id),
                 keys.pending(target, user_id),
@@ -169,8 +177,9 @@ class PairQueue:
                 keys.links(user_id),
                 keys.profile(user_id),
             ],
-            args=[job_id, token, lease_ms, max_batch, target, keys.EVENT_PREFIX],
+            [job_id, token, lease_ms, max_batch, target, keys.EVENT_PREFIX],
         )
+        reply = reply_or_raise((await self.send([call]))[0])
         verdict = cast(BeginVerdict, reply[0].decode())
         if verdict == "busy":
             return Begun("busy", busy_ms=int(reply[1]))
@@ -225,7 +234,7 @@ class PairQueue:
         `before` (the vendor guard's record of the run's call) is sent first, in the same
         round trip; an error of either raises."""
         call = self._commit_call(target, user_id, token, now_ms, commit)
-        replies = await run_together(self.redis, [before, call] if before else [call])
+        replies = await self.send([before, call] if before else [call])
         for reply in replies:
             reply_or_raise(reply)
         return bytes(replies[-1]) == b"ok"

@@ -18,7 +18,7 @@ import functools
 import importlib.resources
 import re
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,12 @@ class ScriptCall:
     keys: Sequence[Any]
     args: Sequence[Any]
     on_reply: Callable[[Any], None] | None = None
+
+
+ScriptSender = Callable[[Sequence[ScriptCall]], Awaitable[list[Any]]]
+"""Sends script calls as `run_together` does (each one's reply or error, in order): that
+function bound to a client, or a worker's `workers.batching.ScriptBatcher`, whose callers share
+round trips."""
 
 
 async def run_together(

@@ -21,6 +21,7 @@ rate hold calls off for no reason (seen in the soak benchmark). Tests pass an ex
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -31,7 +32,7 @@ from redis.asyncio import Redis
 
 from config.vendors import VendorSettings
 from core import keys
-from core.scripts import ScriptCall, load_lua, reply_or_raise, run_together
+from core.scripts import ScriptCall, ScriptSender, load_lua, reply_or_raise, run_together
 
 log = structlog.get_logger("usersync.vendors")
 
@@ -69,8 +70,11 @@ class VendorGuard:
         redis: Redis,
         queue_name: str = default_queue_name,
         on_transition: TransitionHook | None = None,
+        send: ScriptSender | None = None,
     ) -> None:
         self.redis = redis
+        self.send = send or functools.partial(run_together, redis)
+        """How permit and record reach Redis: a worker's batcher shares its jobs' round trips."""
         self.queue_name = queue_name
         self.on_transition = on_transition
         self._commands: Any = redis
@@ -89,9 +93,10 @@ class VendorGuard:
         """May `name` be called now? A reserved slot that is due is used without a new one.
         `now_ms` None: Redis's clock (the workers); a time: that one (tests). `urgent`: the
         call takes the urgent lane, ahead of normal reserved slots (vendor_permit.lua)."""
-        reply = await self._permit(
-            keys=[keys.vendor(name), keys.probe(name)],
-            args=[
+        call = ScriptCall(
+            self._permit,
+            [keys.vendor(name), keys.probe(name)],
+            [
                 "" if now_ms is None else now_ms,
                 settings.rate_limit.per_second,
                 settings.rate_limit.burst,
@@ -102,6 +107,7 @@ class VendorGuard:
                 "1" if urgent else "",
             ],
         )
+        reply = reply_or_raise((await self.send([call]))[0])
         verdict = reply[0].decode()
         if verdict == "probe":  # the circuit goes half-open: this call is its probe
             log.info(
@@ -126,7 +132,7 @@ class VendorGuard:
     ) -> None:
         """Tell the breaker and the rate how a call to `name` went."""
         call = self.record_call(name, settings, now_ms, token, outcome, retry_after_s, usage)
-        reply_or_raise((await run_together(self.redis, [call]))[0])
+        reply_or_raise((await self.send([call]))[0])
 
     def record_call(
         self,

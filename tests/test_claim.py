@@ -10,10 +10,11 @@ import orjson
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix
-from arq.worker import func
+from arq.worker import Retry, func
 from redis.asyncio import Redis
 
 from usersync.redis_server import EmbeddedRedis
+from workers.batching import ScriptBatcher
 from workers.claim import ClaimingWorker
 
 
@@ -104,5 +105,92 @@ async def test_claims_no_more_than_the_free_slots(
         ]
     finally:
         release.set()
+        await client.aclose()
+        await redis.flushdb()
+
+
+async def flaky(ctx: dict[str, Any], how: str) -> None:
+    """A job that ends as told: done, Retry in 60 s, or waiting until cancelled."""
+    await ctx["redis"].rpush("claim-test:ran", f"{how}:{ctx['job_try']}")
+    if how == "retry":
+        raise Retry(defer=60)
+    if how == "hang":
+        await asyncio.Event().wait()
+
+
+def sending_worker(url: str, redis: Redis) -> ClaimingWorker:
+    """A ClaimingWorker whose jobs end through a batcher, as the usersync worker's do."""
+    return ClaimingWorker(
+        functions=[func(flaky, name="flaky")],
+        redis_settings=RedisSettings.from_dsn(url),
+        max_jobs=10,
+        keep_result=0,
+        handle_signals=False,
+        job_serializer=orjson.dumps,
+        job_deserializer=orjson.loads,
+        send=ScriptBatcher(redis).send,
+    )
+
+
+async def test_a_claimed_job_runs_from_the_claim_and_ends_as_arq_ends_it(
+    redis_server: EmbeddedRedis, redis: Redis
+) -> None:
+    """A claimed job gets arq's try count and its arguments from the claim; a finished one
+    leaves no key and no queue entry, a Retry stays queued later, a cancelled one stays
+    queued and due, each without its in-progress key, as arq's own finish leaves them."""
+    client = await pool(redis_server.url)
+    worker = sending_worker(redis_server.url, redis)
+    try:
+        for how in ("done", "retry", "hang"):
+            await client.enqueue_job("flaky", how, _job_id=how)
+        before = await redis.zscore("arq:queue", "retry")
+        worker.ctx["redis"] = redis
+        worker._pool = client
+        await worker.start_jobs([b"done", b"retry", b"hang"])
+        await asyncio.gather(worker.tasks["done"], worker.tasks["retry"])
+        while await redis.llen("claim-test:ran") < 3:  # bounded by the test timeout
+            await asyncio.sleep(0.01)
+        worker.tasks["hang"].cancel()
+        await asyncio.gather(worker.tasks["hang"])  # arq's run_job swallows the cancellation
+        ran = sorted(v.decode() for v in await redis.lrange("claim-test:ran", 0, -1))
+        assert ran == ["done:1", "hang:1", "retry:1"]
+        assert await redis.zscore("arq:queue", "done") is None
+        assert not await redis.exists(
+            "arq:job:done", "arq:retry:done", in_progress_key_prefix + "done"
+        )
+        retry_score = await redis.zscore("arq:queue", "retry")
+        assert before is not None and retry_score is not None and retry_score >= before + 60_000
+        assert await redis.exists("arq:job:retry", "arq:job:hang") == 2
+        assert await redis.zscore("arq:queue", "hang") is not None
+        assert not await redis.exists(in_progress_key_prefix + "retry")
+        assert not await redis.exists(in_progress_key_prefix + "hang")
+        assert (worker.jobs_complete, worker.jobs_retried, worker.jobs_failed) == (1, 2, 0)
+        await worker.start_jobs([b"hang"])  # its second run counts its second try
+        while await redis.llen("claim-test:ran") < 4:
+            await asyncio.sleep(0.01)
+        assert (await redis.lrange("claim-test:ran", -1, -1)) == [b"hang:2"]
+        worker.tasks["hang"].cancel()
+        await asyncio.gather(worker.tasks["hang"])
+    finally:
+        await client.aclose()
+        await redis.flushdb()
+
+
+async def test_a_job_not_plain_goes_to_arqs_own_run(
+    redis_server: EmbeddedRedis, redis: Redis
+) -> None:
+    """A claimed job whose function the worker does not have is failed by arq's own
+    run_job, as arq fails it: finished, its keys gone."""
+    client = await pool(redis_server.url)
+    worker = sending_worker(redis_server.url, redis)
+    try:
+        await client.enqueue_job("unknown", _job_id="u")
+        worker._pool = client
+        await worker.start_jobs([b"u"])
+        await asyncio.gather(*worker.tasks.values())
+        assert await redis.zscore("arq:queue", "u") is None
+        assert not await redis.exists("arq:job:u", in_progress_key_prefix + "u")
+        assert worker.jobs_failed == 1
+    finally:
         await client.aclose()
         await redis.flushdb()

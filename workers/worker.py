@@ -28,6 +28,7 @@ from config.settings import Settings
 from core.pairs import DELIVER_FUNCTION, PairQueue
 from core.redis_client import RedisTarget, connect, master_client, pack_with_hiredis
 from core.vendor_guard import VendorGuard
+from workers.batching import ScriptBatcher
 from workers.claim import ClaimingWorker
 from workers.engine import DeliveryEngine
 from workers.instruments import DeliveryMetrics
@@ -102,10 +103,13 @@ def build_worker(
         # with hiredis (core.redis_client).
         pack_with_hiredis(ctx["redis"])
         redis = connect(redis_url, socket_timeout=10, socket_connect_timeout=2)
-        pairs = PairQueue(redis, settings.retention.events_s)
+        # the runs' script calls (begin, permit, commit, the job's end) share round trips
+        batcher = ScriptBatcher(redis)
+        worker.send = batcher.send
+        pairs = PairQueue(redis, settings.retention.events_s, send=batcher.send)
         ctx["session"] = session
         ctx[ENGINE_REDIS] = redis
-        guard = VendorGuard(redis, on_transition=instruments.transition)
+        guard = VendorGuard(redis, on_transition=instruments.transition, send=batcher.send)
         ctx["engine"] = DeliveryEngine(
             settings, pairs, guard, adapters, session, metrics=instruments, worker_id=worker_id
         )
@@ -133,7 +137,7 @@ def build_worker(
             await redis.aclose()
         log.info("worker_stopped")
 
-    return ClaimingWorker(
+    worker = ClaimingWorker(
         functions=[func(deliver, name=DELIVER_FUNCTION, max_tries=ARQ_MAX_TRIES)],
         worker_id=worker_id,
         **arq_redis(redis_url),
@@ -150,6 +154,7 @@ def build_worker(
         health_check_interval=30,
         log_results=False,
     )
+    return worker
 
 
 def worker_running(worker: Worker) -> bool:
