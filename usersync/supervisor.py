@@ -174,6 +174,9 @@ class GatewayGroup:
         self.signalled = False
 
     def spawn(self, child: _Child) -> None:
+        if child.ready_fd >= 0:  # the previous one's pipe, never read to its end
+            os.close(child.ready_fd)
+            child.ready_fd = -1
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         orders = ChildOrders(child.index, self.port, write_fd, self.redis_url)
