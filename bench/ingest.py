@@ -25,9 +25,11 @@ if wrk is not installed, and is then itself the bottleneck):
 Rounds alternate the systems so drift hits them alike; the table gives each one's median
 round. After every usersync round the stored events are counted in Redis: each 202 must
 have one (durability is checked, not assumed). The gateway's CPU is that of its process and
-its children (a multi-process gateway is counted whole). Redis's work over each measured run
-comes from `INFO commandstats` (usec summed over commands) and `INFO cpu` (used_cpu_sys +
-used_cpu_user, the whole server: its event loop, AOF writes), per accepted event.
+its children (a multi-process gateway is counted whole). Redis's work over each measured run,
+per accepted event: `INFO cpu` of the main thread (commands, networking, the event loop: the
+issue's "Redis CPU per event") and of the whole server (+ AOF and other threads), and
+`INFO commandstats` by command (a script's own commands are counted inside its EVALSHA and
+again under their own names, so the table shows the scripts' usec and never a sum of all).
 """
 
 from __future__ import annotations
