@@ -263,6 +263,29 @@ async def test_usersync_run_serves_from_children_and_delivers_in_the_parent(
         await reader
 
 
+async def test_a_taken_port_fails_the_start_naming_it(
+    redis_server: EmbeddedRedis,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    processes: list[Process],
+) -> None:
+    """Another listener on the port (which SO_REUSEPORT alone might join): the supervisor
+    starts no child, logs `gateway_processes_failed` naming the port and exits 1."""
+    path = config(tmp_path, redis_server.url, sandbox.url)
+    port = yaml.safe_load(path.read_text())["gateway"]["port"]
+    other = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port, reuse_port=True)
+    try:
+        process = Process("gateway", path, tmp_path / "gateway.log")
+        processes.append(process)
+        assert await process.exit_code() == 1
+    finally:
+        other.close()
+        await other.wait_closed()
+    failed = process.events("gateway_processes_failed")
+    assert failed and str(port) in failed[0]["error"], failed
+    assert not process.events("gateway_process_started")
+
+
 def test_check_config_refuses_processes_below_one(tmp_path: Path) -> None:
     """check-config names `gateway.processes` when it is 0 or not a number."""
     raw = make_raw_settings("redis://127.0.0.1:1/0", "http://127.0.0.1:1")
