@@ -219,6 +219,27 @@ async def test_sighup_reaches_every_process_and_sigterm_leaves_none(
     assert not process.events("gateway_process_exited")  # a drain is no death to restart
 
 
+async def test_children_die_with_a_killed_supervisor(
+    redis_server: EmbeddedRedis,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    processes: list[Process],
+) -> None:
+    """SIGKILL of the supervisor, which can pass nothing on: the kernel gives each child its
+    SIGTERM (PR_SET_PDEATHSIG), and each exits: no orphan keeps the port."""
+    path = config(tmp_path, redis_server.url, sandbox.url)
+    process = await start(processes, "gateway", path, tmp_path)
+    children = list(pids(process).values())
+    process.signal(signal.SIGKILL)
+    assert await process.exit_code() == -signal.SIGKILL
+
+    async def all_gone() -> bool:
+        return all(gone(pid) for pid in children)
+
+    await wait_until(all_gone, 20, f"children {children} exited", every_s=0.05)
+    assert len(process.events("shutdown_started")) == 2  # each child drained
+
+
 async def test_usersync_run_serves_from_children_and_delivers_in_the_parent(
     sandbox: Sandbox,
     tmp_path: Path,
