@@ -40,18 +40,20 @@ test: lint
 # (bench/results/targets-latest.json). On a shared machine: BENCH_RUN="flock /tmp/bench.lock"
 # keeps two benchmarks from overlapping.
 BENCH_RUN ?=
+BENCH_CHARTS ?= yes
 BENCH_STARTED := $(shell date +%s)
 bench: $(BENCH_STAMP)
 	$(BENCH_RUN) $(BIN)/python bench/ingest.py $(BENCH_ARGS)
 	$(BENCH_RUN) $(BIN)/python bench/e2e.py $(BENCH_ARGS)
 	$(BENCH_RUN) $(BIN)/python bench/burst.py $(BENCH_ARGS)
 	$(BENCH_RUN) $(BIN)/python bench/soak.py --no-charts $(BENCH_ARGS)
-	$(BIN)/python bench/charts.py
+	$(if $(BENCH_CHARTS),$(BIN)/python bench/charts.py)
 	$(BIN)/python bench/targets.py --started $(BENCH_STARTED)
 
-# The same, each script in its short form (a few minutes in all): to see that they run.
+# The same, each script in its short form (about 8 minutes): to see that they run. No charts:
+# docs/img keeps the full run's.
 bench-quick:
-	$(MAKE) bench BENCH_ARGS=--quick
+	$(MAKE) bench BENCH_ARGS=--quick BENCH_CHARTS=
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .usersync
