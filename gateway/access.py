@@ -16,7 +16,7 @@ so a caller can quote it and an operator find the request's lines.
 from __future__ import annotations
 
 import logging
-import os
+import random
 import re
 from time import perf_counter
 from typing import Any
@@ -30,6 +30,8 @@ from aiohttp.web_request import BaseRequest
 log = structlog.get_logger("usersync.access")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+UNMATCHED = "unmatched"
+"""The `route` label of a request no route matched (404, 405) in metrics."""
 MAX_REQUEST_ID = 128
 _SAFE_REQUEST_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_REQUEST_ID}}}")
 ROUTE: web.RequestKey[str | None] = web.RequestKey("usersync_route")
@@ -45,19 +47,24 @@ def request_id(given: str | None) -> str:
     """The caller's request id when it is safe to log and echo, else a new one."""
     if given is not None and _SAFE_REQUEST_ID.fullmatch(given):
         return given
-    return os.urandom(16).hex()
+    # Unique, not secret (a caller may pick its own): the random module's generator, reseeded
+    # in a forked child, costs half of os.urandom's system call.
+    return f"{random.getrandbits(128):032x}"
 
 
-def begin_request(request: web.Request) -> str:
-    """At the start of a request: a fresh log context holding its request id, and its route
-    template noted for the access line. Returns the request id for the answer's header."""
+def begin_request(request: web.Request, started: float) -> tuple[str, str]:
+    """At the start of a request (`started`: its `perf_counter()`): a fresh log context
+    holding its request id, and its route template noted for the access line. Returns the
+    request id for the answer's header and the route's label for metrics (`UNMATCHED` when
+    no route matched)."""
     structlog.contextvars.clear_contextvars()
     rid = request_id(request.headers.get(REQUEST_ID_HEADER))
     structlog.contextvars.bind_contextvars(request_id=rid)
     resource = request.match_info.route.resource
-    request[ROUTE] = resource.canonical if resource is not None else None
-    request[STARTED] = perf_counter()
-    return rid
+    route = resource.canonical if resource is not None else None
+    request[ROUTE] = route
+    request[STARTED] = started
+    return rid, UNMATCHED if route is None else route
 
 
 def error_code(response: web.StreamResponse) -> str | None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from redis.exceptions import RedisError
 
 from config.settings import Settings
@@ -39,11 +41,11 @@ from gateway.context import (
     json_response,
 )
 from gateway.errors import ApiError, redis_unavailable, replication_timeout
-from gateway.instruments import instrument
+from gateway.instruments import GATEWAY_METRICS, GatewayMetrics, instrument
 from gateway.lifecycle import LIFECYCLE, Lifecycle
 from gateway.routing import Route, register
 from gateway.scim import api as scim_api
-from gateway.scim.errors import scim_errors
+from gateway.scim.errors import is_scim_path, scim_answer
 from gateway.storage import add_storage_gauge, is_out_of_memory, storage_full
 
 log = structlog.get_logger("usersync.gateway")
@@ -63,19 +65,37 @@ described by `/openapi.json` from these same declarations (`gateway.routing`).""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render every failure as docs/contract.md §2's JSON error; the one place a 500 can come from.
-    Every answer carries the request's id (`gateway.access`), bound to its log lines."""
-    rid = begin_request(request)
-    response = await _answer(request, handler)
-    if not response.prepared:
-        response.headers[REQUEST_ID_HEADER] = rid
-    return response
+def gateway_middleware(metrics: GatewayMetrics) -> Middleware:
+    """The gateway's one middleware, around every request: its id and log context
+    (`gateway.access`: every answer carries the id, bound to its log lines), every failure
+    rendered as docs/contract.md §2's JSON error (the one place a 500 can come from), or as a
+    SCIM error under /scim/v2 (`gateway.scim.errors`), and the answer counted and timed
+    (`gateway.instruments`, by the status rendered). One middleware rather than one per
+    concern: each is a coroutine frame every request enters and every await of it resumes
+    through."""
+
+    @web.middleware
+    async def serve(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = perf_counter()
+        rid, route = begin_request(request, started)
+        method = request.method
+        try:
+            response = await _answer(request, handler, is_scim_path(request.path))
+        except web.HTTPException as exc:  # a redirect: the only answer raised through
+            metrics.observe(route, method, exc.status, perf_counter() - started)
+            raise
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = rid
+        metrics.observe(route, method, response.status, perf_counter() - started)
+        return response
+
+    return serve
 
 
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _answer(request: web.Request, handler: Handler, scim: bool) -> web.StreamResponse:
     try:
+        if scim:
+            return await scim_answer(request, handler)
         return await handler(request)
     except ApiError as exc:
         return json_response(exc.body(), exc.status, exc.headers)
@@ -138,9 +158,7 @@ def create_gateway_app(
     entry point (`usersync.runtime`): the preview, and the check of `vendor_fields` against
     each vendor's schema at ingest. `telemetry`: the process's metrics registry (one of the
     app's own without it)."""
-    app = web.Application(
-        middlewares=[error_middleware, scim_errors], client_max_size=settings.gateway.max_body_bytes
-    )
+    app = web.Application(client_max_size=settings.gateway.max_body_bytes)
     app[SETTINGS] = settings
     app[STORE] = store
     app[PREVIEWER] = previewer
@@ -154,6 +172,7 @@ def create_gateway_app(
     app[BODY_BUDGET] = BodyBudget(settings.gateway.max_inflight_body_bytes)
     app[LIFECYCLE] = Lifecycle()
     instrument(app, telemetry, settings, store, app[VENDOR_GUARD], app[DEAD_LETTERS])
+    app.middlewares.append(gateway_middleware(app[GATEWAY_METRICS]))
     register(app, ROUTES)
     openapi.publish(app, ROUTES)
     return app

@@ -2,17 +2,15 @@
 and the events each source had stored.
 
 Routes are labelled by their template (`/v1/events/{event_id}`), never the raw path, and a
-request no route matched is `unmatched`, so a client cannot make a series per URL. The
-middleware is on every request's path (benchmarked): it looks up labelled children in dicts
-it fills once per label set, instead of building a label dict per request.
+request no route matched is `unmatched` (`gateway.access.UNMATCHED`), so a client cannot
+make a series per URL. `observe` is on every request's path (the gateway's middleware,
+benchmarked): it looks up labelled children in dicts it fills once per label set, instead of
+building a label dict per request.
 """
 
 from __future__ import annotations
 
-import time
-
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from config.settings import Settings
@@ -22,8 +20,6 @@ from core.store import Store
 from core.telemetry import CONTENT_TYPE, Telemetry
 from core.vendor_guard import VendorGuard
 
-UNMATCHED = "unmatched"
-"""The `route` label of a request no route matched (404, 405)."""
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 """Methods labelled as themselves; any other is `other` (a client picks the method)."""
 LATENCY_BUCKETS_S = (
@@ -55,15 +51,15 @@ def instrument(
     guard: VendorGuard,
     dead_letters: DeadLetters,
 ) -> None:
-    """Measure `app`'s requests (the outermost middleware) into `telemetry` (the process's;
-    one of the app's own without it), and export the deployment's values read from Redis."""
+    """Measure `app`'s requests into `telemetry` (the process's; one of the app's own without
+    it): `app[GATEWAY_METRICS]`, which the gateway's middleware feeds; and export the
+    deployment's values read from Redis."""
     telemetry = telemetry or Telemetry()
     metrics = GatewayMetrics(telemetry.registry, settings)
     telemetry.watch_redis(store.redis)
     telemetry.add_reader(ClusterState(settings, store.redis, store.queue_name, guard, dead_letters))
     app[TELEMETRY] = telemetry
     app[GATEWAY_METRICS] = metrics
-    app.middlewares.insert(0, metrics.middleware())
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -115,7 +111,10 @@ class GatewayMetrics:
                 self.events[(source, outcome)].inc(n)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        """One answered request."""
+        """One answered request (`route` its template, or `UNMATCHED`), measured by the
+        gateway's middleware (`gateway.app`) with the status it rendered."""
+        if method not in METHODS:
+            method = "other"
         key = (route, method)
         duration = self._durations.get(key)
         if duration is None:
@@ -126,36 +125,6 @@ class GatewayMetrics:
             counted = self.requests.labels(route, method, str(status))
             self._requests[(route, method, status)] = counted
         counted.inc()
-
-    def middleware(self) -> Middleware:
-        """The outermost middleware: it sees the status the error middleware answered."""
-
-        @web.middleware
-        async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
-            started = time.perf_counter()
-            try:
-                response = await handler(request)
-            except web.HTTPException as exc:  # a redirect the error middleware lets through
-                self.observe(_route(request), _method(request), exc.status, _since(started))
-                raise
-            self.observe(_route(request), _method(request), response.status, _since(started))
-            return response
-
-        return measure
-
-
-def _since(started: float) -> float:
-    return time.perf_counter() - started
-
-
-def _route(request: web.Request) -> str:
-    resource = request.match_info.route.resource
-    return UNMATCHED if resource is None else resource.canonical
-
-
-def _method(request: web.Request) -> str:
-    method = request.method
-    return method if method in METHODS else "other"
 
 
 GATEWAY_METRICS = web.AppKey("gateway_metrics", GatewayMetrics)

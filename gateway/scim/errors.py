@@ -1,8 +1,8 @@
 """SCIM answers and errors: `application/scim+json`, errors in the SCIM error schema
 (`urn:ietf:params:scim:api:messages:2.0:Error`: `status`, `scimType`, `detail`).
 
-Every failure under /scim/v2 is rendered here (`scim_errors`, a middleware inside the
-gateway's own): the SCIM library's exceptions (their status and scimType), its validation
+Every failure under /scim/v2 is rendered here (`scim_answer`, called by the gateway's
+middleware for those paths): the SCIM library's exceptions (their status and scimType), its validation
 errors, and the gateway's own refusals (`ApiError`: credentials, body limits, rate, storage,
 link authority), so an identity provider reads one error format whatever refused its request,
 down to the 404 of an unknown path and the 405 of a method a path lacks.
@@ -96,17 +96,15 @@ def of_api_error(exc: ApiError) -> ScimError:
     return ScimError(exc.status, None, detail, headers)
 
 
-def _is_scim_path(path: str) -> bool:
+def is_scim_path(path: str) -> bool:
     return path == BASE_PATH or path.startswith(BASE_PATH + "/")
 
 
-@web.middleware
-async def scim_errors(
+async def scim_answer(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Render every refusal of a request under /scim/v2 as a SCIM error (other paths pass)."""
-    if not _is_scim_path(request.path):
-        return await handler(request)
+    """The answer to a request under /scim/v2 (`is_scim_path`), every refusal of it a SCIM
+    error (called by the gateway's middleware, `gateway.app`)."""
     try:
         return await handler(request)
     except ScimError as exc:
