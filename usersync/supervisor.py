@@ -72,7 +72,7 @@ class GatewayStartError(RuntimeError):
     """A gateway process could not start (the port is taken, a child exited at start)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class ChildOrders:
     """What a supervised gateway process is told by its supervisor."""
 
@@ -98,7 +98,7 @@ class ChildOrders:
             os.write(self.ready_fd, b"1")
         with contextlib.suppress(OSError):
             os.close(self.ready_fd)
-        object.__setattr__(self, "ready_fd", -1)
+        self.ready_fd = -1
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
