@@ -47,6 +47,7 @@ from core.signing import (
     signature_hex,
 )
 from core.source_rate import SourceRates
+from gateway.context import PerSettings
 from gateway.errors import ApiError, unauthorized
 
 log = structlog.get_logger("usersync.gateway")
@@ -74,6 +75,18 @@ def authenticated(caller: Caller) -> Caller:
     return caller
 
 
+def _token_digests(
+    settings: Settings,
+) -> tuple[tuple[tuple[bytes, SourceSettings], ...], bytes | None]:
+    """Each source's token digest with the source, and the admin token's (a SHA-256 of each
+    token given in clear): once per settings rather than per request."""
+    digests = tuple((source.token_digest, source) for source in settings.sources)
+    return digests, settings.gateway.admin_digest
+
+
+_digests = PerSettings(_token_digests)
+
+
 def bearer_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -95,10 +108,10 @@ def authenticate(request: web.Request, settings: Settings, *, admin_allowed: boo
         raise unauthorized()
     digest = token_digest(token)
     found: SourceSettings | None = None
-    for source in settings.sources:
-        if hmac.compare_digest(digest, source.token_digest):
+    digests, admin = _digests(settings)
+    for source_digest, source in digests:
+        if hmac.compare_digest(digest, source_digest):
             found = source
-    admin = settings.gateway.admin_digest
     is_admin = admin is not None and hmac.compare_digest(digest, admin)
     if found is not None:
         return authenticated(Caller(found))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import orjson
 from aiohttp import web
@@ -32,3 +33,27 @@ def json_response(
     return web.Response(
         body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
     )
+
+
+T = TypeVar("T")
+
+
+class PerSettings(Generic[T]):
+    """A value worked out from the settings once per settings object (a reload brings new
+    ones) rather than per request: `build(settings)`, kept by the settings' id for the last
+    few; each entry holds its settings, so that id stays theirs."""
+
+    __slots__ = ("_build", "_values")
+    KEPT = 8
+
+    def __init__(self, build: Callable[[Settings], T]) -> None:
+        self._build = build
+        self._values: dict[int, tuple[Settings, T]] = {}
+
+    def __call__(self, settings: Settings) -> T:
+        entry = self._values.get(id(settings))
+        if entry is None or entry[0] is not settings:
+            if len(self._values) >= self.KEPT:
+                self._values.clear()
+            entry = self._values[id(settings)] = (settings, self._build(settings))
+        return entry[1]

@@ -29,6 +29,7 @@ from core.ports import VendorFieldsCheck
 from core.secrets import PREFIX, CiphertextGiven, SecretBox, SecretsNotConfigured
 from core.store import IngestRecord
 from gateway.body import not_an_object, parse_json_object
+from gateway.context import PerSettings
 from gateway.errors import ApiError, field_problems, schema_error
 
 log = structlog.get_logger("usersync.gateway")
@@ -141,7 +142,29 @@ def _vendor_fields_refused(
     ]
 
 
+def _usual_targets(settings: Settings) -> dict[str, tuple[frozenset[str], tuple[str, ...]]]:
+    """Per source: the instances it may carry external ids for (configured and allowed; none
+    under `link_mode: none`), and its targets when it names none (enabled and allowed)."""
+    usual = {}
+    for source in settings.sources:
+        allowed = source.allowed_targets
+        ids = [name for name in settings.vendors if allowed is None or name in allowed]
+        targets = [name for name in settings.enabled_vendors if allowed is None or name in allowed]
+        usual[source.name] = (frozenset(ids if source.link_mode != "none" else ()), tuple(targets))
+    return usual
+
+
+_usual = PerSettings(_usual_targets)
+
+
 def resolve_targets(event: Event, settings: Settings, source: SourceSettings) -> list[str]:
+    """The event's targets (see the module's rules), or the refusal of what it names."""
+    if event.targets is None and not event.vendor_fields:
+        # The usual event (no targets, no vendor fields, its external ids allowed): the
+        # source's own targets, worked out once (`_usual_targets`); any other is checked below.
+        may_link, usual = _usual(settings)[source.name]
+        if usual and all(name in may_link for name in event.user.external_ids):
+            return list(usual)
     allowed = set(source.allowed_targets) if source.allowed_targets is not None else None
     problems: list[dict[str, str]] = []
     for field, names in (

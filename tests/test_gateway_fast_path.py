@@ -158,3 +158,59 @@ def test_damaged_bytes_answer_as_the_long_way(at: int, junk: bytes) -> None:
     raw = b"{" + BASE + b"}"
     assert_same(raw[:at] + junk + raw[at:])
     assert_same(raw[:at] + junk + raw[at + len(junk) :])
+
+
+def targets_settings() -> Settings:
+    raw = make_raw_settings("redis://127.0.0.1:1", "http://127.0.0.1:2")
+    raw["vendors"]["plaspy"]["enabled"] = False
+    token = "t" * 32
+    raw["sources"] = [
+        {"name": "all", "token": token + "1"},
+        {"name": "fleet", "token": token + "2", "allowed_targets": ["fleet-eu"]},
+        {"name": "off", "token": token + "3", "allowed_targets": ["plaspy"]},
+        {"name": "nolinks", "token": token + "4", "link_mode": "none"},
+        {"name": "create", "token": token + "5", "link_mode": "create"},
+    ]
+    return Settings.model_validate(raw)
+
+
+TARGETS_SETTINGS = targets_settings()
+
+
+def expected_targets(source: Any, external_ids: dict[str, str]) -> Any:
+    """The rules of `gateway.ingest` for an event naming no targets, written out."""
+    vendors = TARGETS_SETTINGS.vendors
+    allowed = source.allowed_targets
+    unknown = [name for name in external_ids if name not in vendors]
+    if unknown:
+        return ("refused", 422, "schema_violation")
+    if external_ids and source.link_mode == "none":
+        return ("refused", 422, "links_not_allowed")
+    if allowed is not None and any(name not in allowed for name in external_ids):
+        return ("refused", 403, "target_not_allowed")
+    targets = [
+        name
+        for name, vendor in vendors.items()
+        if vendor.enabled and (allowed is None or name in allowed)
+    ]
+    return targets or ("refused", 422, "no_targets")
+
+
+@pytest.mark.parametrize("source", TARGETS_SETTINGS.sources, ids=lambda source: source.name)
+@pytest.mark.parametrize(
+    "external_ids",
+    [{}, {"fleet-eu": "42"}, {"plaspy": "p"}, {"mileapp": "m", "fleet-eu": "42"}, {"nope": "x"}],
+)
+def test_targets_of_an_event_naming_none(source: Any, external_ids: dict[str, str]) -> None:
+    """An event without targets goes to every enabled instance its source may use, and its
+    external ids are held to the source's rights, whichever way the targets are worked out
+    (the usual event's from a table made once per settings)."""
+    raw = orjson.dumps(
+        {**event(), "source": source.name, "user": {"id": "u", "external_ids": external_ids}}
+    )
+    try:
+        _, targets = validated_json_event(raw, TARGETS_SETTINGS, source, CHECK)
+    except ApiError as exc:
+        assert (exc.status, exc.code) == expected_targets(source, external_ids)[1:]
+        return
+    assert targets == expected_targets(source, external_ids)
