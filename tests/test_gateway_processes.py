@@ -291,9 +291,14 @@ async def test_a_taken_port_fails_the_start_naming_it(
     processes: list[Process],
 ) -> None:
     """Another listener on the port (which SO_REUSEPORT alone might join): the supervisor
-    starts no child, logs `gateway_processes_failed` naming the port and exits 1."""
+    starts no child, logs `gateway_processes_failed` naming the port and exits 1. Asked for
+    more processes than cores, it warns first."""
     path = config(tmp_path, redis_server.url, sandbox.url)
-    port = yaml.safe_load(path.read_text())["gateway"]["port"]
+    raw = yaml.safe_load(path.read_text())
+    cores = len(os.sched_getaffinity(0))
+    raw["gateway"]["processes"] = cores + 1
+    path.write_text(yaml.safe_dump(raw))
+    port = raw["gateway"]["port"]
     other = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port, reuse_port=True)
     try:
         process = Process("gateway", path, tmp_path / "gateway.log")
@@ -305,6 +310,8 @@ async def test_a_taken_port_fails_the_start_naming_it(
     failed = process.events("gateway_processes_failed")
     assert failed and str(port) in failed[0]["error"], failed
     assert not process.events("gateway_process_started")
+    over = process.events("gateway_processes_over_cores")
+    assert over and (over[0]["processes"], over[0]["cores"]) == (cores + 1, cores), over
 
 
 def test_check_config_refuses_processes_below_one(tmp_path: Path) -> None:

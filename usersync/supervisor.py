@@ -316,6 +316,9 @@ async def _group(
 ) -> AsyncIterator[str]:
     if control.config_path is None:
         raise GatewayStartError("gateway.processes > 1 needs a config file the children read")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores is not None and count > cores:  # more loops than cores: each waits for a turn
+        log.warning("gateway_processes_over_cores", processes=count, cores=cores)
     held = reserve_port(host, port)
     group = GatewayGroup(count, control.config_path, held.getsockname()[1], control, redis_url)
     control.on_drain.append(group.drain)
