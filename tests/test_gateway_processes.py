@@ -160,6 +160,8 @@ async def test_both_gateway_processes_answer_and_store_what_they_accept(
     assert f'usersync_ingest_events_total{{outcome="accepted",source="hris"}} {posted}.0' in page
     assert "process_cpu_seconds_total" in page
     assert page.count("usersync_build_info{") == 1
+    access = process.events("http_request")
+    assert access and {entry.get("process") for entry in access} == {1, 2}, access[:3]
 
 
 async def test_a_killed_gateway_process_is_replaced_while_the_other_answers(

@@ -272,7 +272,7 @@ async def running_gateway(
     )
     openapi.describe_vendor_fields(app, vendor_fields_schemas())
     if child is not None:
-        app.on_response_prepare.append(_process_header(str(child.index)))
+        app.on_response_prepare.append(_process_header(child.index))
     if control is not None:
         control.on_drain.append(lambda: setattr(app[LIFECYCLE], "shutting_down", True))
         control.on_reload.append(
@@ -305,10 +305,15 @@ async def running_gateway(
 
 
 def _process_header(
-    index: str,
+    index: int,
 ) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """A child of a group names itself on every answer and on its access line (bound as
+    the answer is prepared: the request's log context was cleared at its start)."""
+    header = str(index)
+
     async def name_process(_: web.Request, response: web.StreamResponse) -> None:
-        response.headers[PROCESS_HEADER] = index
+        response.headers[PROCESS_HEADER] = header
+        structlog.contextvars.bind_contextvars(process=index)
 
     return name_process
 
@@ -348,6 +353,8 @@ async def run(
     control = ProcessControl(settings, adapters, config_path)
     telemetry = Telemetry()
     supervise = gateway and child is None and settings.gateway.processes > 1
+    if child is not None:  # every line of this process's own tasks says which child it is
+        structlog.contextvars.bind_contextvars(process=child.index)
     control.reloads = worker or not supervise  # else the children reload themselves
     async with contextlib.AsyncExitStack() as stack:
         if sandbox:
