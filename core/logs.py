@@ -1,135 +1,37 @@
 """structlog set-up: JSON lines on stdout (or text for people, `logging.format`), context
-from contextvars, secrets redacted, the level changeable while running (`set_log_level`).
+from contextvars, secrets redacted (`core.redaction`), the level changeable while running
+(`set_log_level`).
 
-Configured once per entry point (CLI command). Redaction is a processor so no call site can
-forget it, and it runs last, on everything a line carries (nested values, the formatted
-exception): the value of any key naming a secret becomes `***` whatever it is, and inside
-strings, usersync's ciphertext (`enc:v1:...`), bearer and basic credentials and `key=value` /
-`"key": "value"` pairs of a secret key are cut. The standard library's records (aiohttp, arq,
-asyncio, warnings) are rendered by the same processors (`structlog.stdlib.ProcessorFormatter`)
-into the same stream: one JSON object a line, redacted alike, whoever logged it; and what the
-HTTP server library reports about a client's fault is one event without a traceback
-(`ClientFaults`).
+Configured once per entry point (CLI command). Redaction is part of rendering so no call site
+can forget it, and it sees everything a line carries (nested values, the formatted
+exception). The standard library's records (aiohttp, arq, asyncio, warnings) are rendered by
+the same processors (`structlog.stdlib.ProcessorFormatter`) into the same stream: one JSON
+object a line, redacted alike, whoever logged it; and what the HTTP server library reports
+about a client's fault is one event without a traceback (`ClientFaults`).
+
+A JSON line is cheap (issue 15: the gateway writes two a request, a worker one a vendor call,
+all at `info`): `JsonLogger`'s level methods hand the call's event dict straight to
+`json_line`, which does in one step what structlog's chain of processors did (`merge_context`,
+the level, `timestamp`, the exception, `render_json`) with the same bytes, and
+`core.log_writer` writes an event-loop iteration's lines in one system call. Console lines
+keep structlog's own chain: people read them, their cost does not matter.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
-from collections.abc import MutableMapping
-from functools import lru_cache
+from collections.abc import Callable, MutableMapping
+from contextvars import ContextVar
 from typing import Any, BinaryIO
 
 import orjson
 import structlog
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
 
-SECRET_WORDS = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "signature",
-    "authorization",
-    "apikey",
-    "api_key",
-    "cookie",
-    "credential",
-)
-"""A key whose name (lower case, `-` read as `_`) contains one of these holds a secret:
-`password`, `token`, `Authorization`, `x-APIKey`, `hmac_secret`, `X-Usersync-Signature`,
-`api_key`, `admin_token`, `Set-Cookie`..."""
-
-MASK = "***"
-
-_KEY_WORDS = r"[\w-]*(?:password|passwd|secret|token|signature|authorization|api_?key)[\w-]*"
-_IN_TEXT = (
-    # usersync's own ciphertext (core.secrets): never worth a log line, even encrypted
-    (re.compile(r"enc:v1:[A-Za-z0-9_=-]+"), "enc:v1:" + MASK),
-    # credentials of an HTTP Authorization header
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + MASK),
-    # "password": "..." in JSON text
-    (re.compile(rf'(?i)("{_KEY_WORDS}"\s*:\s*)"(?:[^"\\]|\\.)*"'), rf'\1"{MASK}"'),
-    # password=... in a query string or form
-    (re.compile(rf"(?i)\b({_KEY_WORDS}=)[^\s&;,]+"), rf"\1{MASK}"),
-)
-
-
-_SECRET_KEY = re.compile("|".join(SECRET_WORDS))
-
-
-@lru_cache(maxsize=4096)
-def _is_secret_name(name: str) -> bool:
-    return _SECRET_KEY.search(name.lower().replace("-", "_")) is not None
-
-
-def is_secret_key(name: object) -> bool:
-    """Whether a key names a secret (log keys are few and repeat: the answer is cached)."""
-    return _is_secret_name(name if isinstance(name, str) else str(name))
-
-
-_MAYBE = re.compile(
-    r"enc:v1:|bearer|basic|passw|secret|token|signature|authoriz|api_?key|cookie|credential"
-)
-"""One cheap search first (of the lower-cased text: a case-blind pattern is several times
-slower): most strings contain none of these and skip the substitutions."""
-
-
-def redact_text(text: str) -> str:
-    """A string with the secrets it may contain cut (see the module's docstring)."""
-    if not _MAYBE.search(text.lower()):
-        return text
-    for pattern, replacement in _IN_TEXT:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def redact(value: Any) -> Any:
-    """A copy of a log value with every secret in it redacted, at any depth."""
-    if isinstance(value, str):
-        return redact_text(value)
-    if value is None or isinstance(value, int | float):
-        return value
-    if isinstance(value, dict):
-        return {key: MASK if is_secret_key(key) else redact(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [redact(item) for item in value]
-    if isinstance(value, bytes):
-        return redact_text(value.decode("utf-8", "replace"))
-    return value
-
-
-def redact_secrets(
-    _: Any, __: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """The structlog processor: every value redacted (`redact`), keys naming a secret masked."""
-    for key, value in event_dict.items():
-        event_dict[key] = MASK if is_secret_key(key) else redact(value)
-    return event_dict
-
-
-_MAYBE_IN_LINE = re.compile(_MAYBE.pattern.encode())
-
-
-def _unserializable(value: Any) -> str:
-    """What a line shows for a value JSON cannot hold (as structlog's JSONRenderer does)."""
-    return repr(value)
-
-
-def render_json(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> bytes:
-    """The last processor: the line as JSON, its secrets redacted.
-
-    Rendered first and searched once (`_MAYBE`, on the lower-cased line with `-` read as
-    `_`, which also finds every key `is_secret_key` would): a line with none of those words
-    has nothing `redact_secrets` would change and is written as it is, the common case and
-    half the cost of a line; any other is redacted value by value and rendered again."""
-    line = orjson.dumps(event_dict, default=_unserializable)
-    if not _MAYBE_IN_LINE.search(line.lower().replace(b"-", b"_")):
-        return line
-    return orjson.dumps(redact_secrets(logger, name, event_dict), default=_unserializable)
-
+from core.log_writer import LineWriter
+from core.redaction import might_hold_secret, redact_secrets, render_json, unserializable
 
 RECORD_FIELDS = "usersync_fields"
 """Attribute of a standard-library record holding key-value fields for its line."""
@@ -195,16 +97,16 @@ def _render_text(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -
 
 
 class LineHandler(logging.Handler):
-    """Writes each formatted record as one line to the binary stream structlog writes to."""
+    """Writes each formatted record as one line through structlog's writer: one stream, the
+    lines in the order logged."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, writer: LineWriter) -> None:
         super().__init__()
-        self.stream = stream
+        self.writer = writer
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(self.format(record).encode() + b"\n")
-            self.stream.flush()
+            self.writer.msg(self.format(record).encode())
         except Exception:  # noqa: BLE001 - logging must not raise into the caller
             self.handleError(record)
 
@@ -241,22 +143,148 @@ def set_log_level(level: str) -> None:
                 found.level = numeric
 
 
-_second: list[Any] = [-1, ""]
-"""The second the last timestamp fell in, and its text: formatted once a second."""
+_THREE_DIGITS = tuple(f"{n:03d}" for n in range(1000))
+_stamp: tuple[int, str, dict[str, bytes]] = (-1, "", {})
+"""The second the last timestamp fell in, its text up to the fraction, and per level the
+bytes `json_line` appends before the fraction: made once a second. One tuple, replaced whole,
+so a thread never reads one second's text with another's."""
+
+
+def _now() -> tuple[tuple[int, str, dict[str, bytes]], int]:
+    """This second's `_stamp` and the microseconds into it."""
+    global _stamp
+    now = time.time()
+    second = int(now)
+    stamp = _stamp
+    if stamp[0] != second:
+        stamp = _stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)), {})
+    return stamp, int((now - second) * 1_000_000)
+
+
+def timestamp() -> str:
+    """Now, ISO 8601 in UTC to the microsecond (`2026-11-22T10:15:00.120365Z`), as structlog's
+    TimeStamper writes it at a tenth of the cost: the date and time of day change once a
+    second, so only the fraction is made per line, from a table of three digits."""
+    stamp, micros = _now()
+    millis, micros = divmod(micros, 1000)
+    return f"{stamp[1]}{_THREE_DIGITS[millis]}{_THREE_DIGITS[micros]}Z"
+
+
+def _level_and_timestamp(level: str) -> bytes:
+    """`,"level":"info","timestamp":"...Z"}`: what `json_line` appends to a line's JSON."""
+    stamp, micros = _now()
+    head = stamp[2].get(level)
+    if head is None:
+        head = stamp[2][level] = f',"level":"{level}","timestamp":"{stamp[1]}'.encode()
+    millis, micros = divmod(micros, 1000)
+    return b'%b%b%bZ"}' % (head, _BYTE_DIGITS[millis], _BYTE_DIGITS[micros])
+
+
+_BYTE_DIGITS = tuple(digits.encode() for digits in _THREE_DIGITS)
 
 
 def add_timestamp(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
-    """`timestamp`, ISO 8601 in UTC to the microsecond (`2026-11-22T10:15:00.120365Z`), as
-    structlog's TimeStamper writes it but at a fifth of the cost: the date and time of day
-    change once a second, so only the fraction is formatted per line (every request writes
-    its access line)."""
-    now = time.time()
-    second = int(now)
-    if second != _second[0]:
-        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _second[0] = second
-    event_dict["timestamp"] = f"{_second[1]}.{int((now - second) * 1_000_000):06d}Z"
+    """The processor adding `timestamp()` (standard-library records, console lines)."""
+    event_dict["timestamp"] = timestamp()
     return event_dict
+
+
+_REGISTRY: dict[str, ContextVar[Any]] | None = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
+"""structlog's own register of the context variables `bind_contextvars` made, one per key,
+never emptied (unbinding sets a variable to `...`). Private: when a structlog release drops
+it, `merge_context` is structlog's `merge_contextvars` again (tests/test_log_line.py says so)."""
+_PREFIX = len(structlog.contextvars.STRUCTLOG_KEY_PREFIX)
+_known: tuple[int, tuple[tuple[str, ContextVar[Any]], ...]] = (-1, ())
+
+
+def merge_context(event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog's `merge_contextvars` (the bound keys a call did not pass itself), reading
+    the few variables structlog made instead of walking every variable of the context (the
+    event loop's, aiohttp's...): a third of its cost. Keys come in the order first bound."""
+    global _known
+    if _REGISTRY is None:
+        return structlog.contextvars.merge_contextvars(None, "", event_dict)  # type: ignore[return-value]
+    if _known[0] != len(_REGISTRY):
+        pairs = tuple(_REGISTRY.items())
+        _known = (len(pairs), tuple((name[_PREFIX:], var) for name, var in pairs))
+    for key, var in _known[1]:
+        value = var.get()
+        if value is not Ellipsis and key not in event_dict:
+            event_dict[key] = value
+    return event_dict
+
+
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
+"""structlog's `add_log_level`: the level a method name writes."""
+
+
+def json_line(method_name: str, event_dict: dict[str, Any]) -> bytes:
+    """The JSON line of one call: what structlog's chain `merge_contextvars`, `add_log_level`,
+    `add_timestamp`, `format_exc_info`, `render_json` made, byte for byte, in one step.
+
+    The line without its level and timestamp is rendered and searched for secrets
+    (`might_hold_secret`, 50 bytes fewer to search), and the two are appended to its text.
+    A line that may hold a secret, carries an exception or names a key of its own `level` or
+    `timestamp` takes the chain's way."""
+    merge_context(event_dict)
+    level = _LEVEL_NAMES.get(method_name, method_name)
+    if (
+        event_dict
+        and "level" not in event_dict
+        and "timestamp" not in event_dict
+        and "exc_info" not in event_dict
+    ):
+        line = orjson.dumps(event_dict, default=unserializable)
+        if not might_hold_secret(line):
+            return line[:-1] + _level_and_timestamp(level)
+    event_dict["level"] = level
+    event_dict["timestamp"] = timestamp()
+    return render_json(
+        None, method_name, structlog.processors.format_exc_info(None, "", event_dict)
+    )
+
+
+def _json_processor(_: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> bytes:
+    """`json_line` as structlog's only processor, after the level gate: the way of the calls
+    `JsonLogger` does not shorten (`log`, `msg`, interpolation, the async methods)."""
+    _level_gate(None, method_name, event_dict)
+    return json_line(method_name, dict(event_dict))
+
+
+_Filtering: type[Any] = structlog.make_filtering_bound_logger(logging.DEBUG)
+
+
+def _direct(name: str, level: int) -> Callable[..., None]:
+    """A level's method of `JsonLogger`: gate, event dict, `json_line`, writer."""
+    generic = getattr(_Filtering, name)
+
+    def method(self: Any, event: str | None = None, *args: Any, **kw: Any) -> None:
+        if level < _threshold[0]:
+            return
+        if args:
+            generic(self, event, *args, **kw)
+            return
+        if self._context:
+            kw = {**self._context, **kw}
+        if event is not None:
+            kw["event"] = event
+        self._logger.msg(json_line(name, kw))
+
+    method.__name__ = name
+    return method
+
+
+class JsonLogger(_Filtering):  # type: ignore[misc]
+    """structlog's bound logger for JSON lines, its level methods made direct: the event dict
+    built as structlog builds it and handed to `json_line` and the writer, without the
+    processor loop and its checks (what structlog's `_proxy_to_logger` does, a third of a
+    line's cost). Binding, `exception`, `log` and the async methods stay structlog's."""
+
+    debug = _direct("debug", logging.DEBUG)
+    info = _direct("info", logging.INFO)
+    warning = _direct("warning", logging.WARNING)
+    error = _direct("error", logging.ERROR)
+    critical = _direct("critical", logging.CRITICAL)
 
 
 def _encode(_: Any, __: str, line: str) -> bytes:
@@ -293,21 +321,26 @@ def configure_logging(
     `fmt` says so (`use_console`). `cache=False` lets a later call configure again (tests)."""
     output = stream or sys.stdout.buffer
     console, colors = use_console(fmt, output), _is_terminal(output)
+    writer = LineWriter(output)
     shared: list[Any] = [structlog.processors.add_log_level, add_timestamp]
-    render: list[Any] = [*_console_renderer(colors), _encode] if console else [render_json]
-    structlog.configure(
-        processors=[
+    if console:
+        processors: list[Any] = [
             _level_gate,
             structlog.contextvars.merge_contextvars,
             *shared,
             structlog.processors.format_exc_info,
-            *render,  # redacts: last, so it sees the formatted exception too
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
-        logger_factory=structlog.BytesLoggerFactory(output),
+            *_console_renderer(colors),  # redacts: last, so it sees the formatted exception
+            _encode,
+        ]
+    else:
+        processors = [_json_processor]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=_Filtering if console else JsonLogger,
+        logger_factory=lambda *_: writer,
         cache_logger_on_first_use=cache,
     )
-    handler = LineHandler(output)
+    handler = LineHandler(writer)
     handler.addFilter(ClientFaults(logging.INFO))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

@@ -13,7 +13,7 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.logs import redact_secrets, render_json
+from core.redaction import redact_secrets, render_json
 from core.secrets import SecretBox
 from tests.conftest import log_lines
 
@@ -113,6 +113,7 @@ _WORDS = [
     "Pass-Word",
     "x-api-key",
     "token",
+    "to\u212aen",  # the Kelvin sign lower-cases to `k`
     "bearer abc",
     "Basic x",
     "enc:v1:zz",

@@ -1,0 +1,117 @@
+"""Where log lines go: one write per event-loop iteration instead of one per line.
+
+A process's stdout is usually unbuffered (`PYTHONUNBUFFERED=1` in the image, in the benches
+and under most supervisors), so a write per line is a system call per line: the gateway writes
+two a request (its `event_accepted` and access lines), a worker one a vendor call. Inside a
+running event loop `LineWriter` keeps the lines and writes them together at the start of the
+loop's next iteration (`call_soon`): as many lines as requests that iteration handled, in one
+call. Outside a loop (start-up, the CLI's commands, another thread) a line is written at once.
+
+Durability: a line is in the kernel (the pipe or the file) within the iteration it was logged
+in, before the loop waits for anything, so a line an operator would look for after a crash is
+there: a Python exception that ends the process unwinds through the loop's remaining
+iterations and `atexit`; only a SIGKILL or a crash of the interpreter itself in the middle of
+an iteration loses that iteration's lines (microseconds of work), which a flush per line would
+have written. A fork first writes what is kept, so no child inherits and repeats it. A stream
+without a file descriptor (an in-memory buffer: the tests) is written at once: no system call
+to save.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import sys
+import threading
+import weakref
+from typing import BinaryIO
+
+
+class LineWriter:
+    """structlog's logger (`msg(line)`, aliased under every level name as structlog's own
+    loggers are) and the standard library handler's output: a line is bytes without its
+    newline."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self._kept: dict[asyncio.AbstractEventLoop, list[bytes]] = {}
+        """Each running loop's lines of its current iteration. Only the thread running a loop
+        appends to its list, and the list leaves this dict (`pop`, atomic) before it is
+        written, so no lock is needed on a line's way in."""
+        self._lock = threading.Lock()
+        """Held while writing: one thread's lines never cut into another's."""
+        self._defer = _has_descriptor(stream)
+        _writers.add(self)
+
+    def msg(self, line: bytes) -> None:
+        """Keep `line` for this iteration's write, or write it now outside a running loop."""
+        loop = asyncio._get_running_loop() if self._defer else None
+        if loop is None:
+            self._write([line])
+            return
+        kept = self._kept.get(loop)
+        if kept is None:
+            self._kept[loop] = [line]
+            loop.call_soon(self._write_kept, loop)
+        else:
+            kept.append(line)
+
+    log = debug = info = warn = warning = error = err = critical = fatal = exception = msg
+
+    def _write_kept(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._write(self._kept.pop(loop, None))
+
+    def flush(self) -> None:
+        """Write every line kept (at exit, before a fork)."""
+        for loop in list(self._kept):
+            self._write_kept(loop)
+
+    def _write(self, lines: list[bytes] | None) -> None:
+        """`lines` in one call, in the order logged."""
+        if not lines:
+            return
+        data = b"\n".join(lines) + b"\n"
+        with self._lock:
+            try:
+                _write_all(self.stream, data)
+                self.stream.flush()
+            except (OSError, ValueError):  # a closed or broken stdout: say it where it can be read
+                _lost(len(data))
+
+
+def _write_all(stream: BinaryIO, data: bytes) -> None:
+    """`data` written whole: a raw (unbuffered) file may take a part of a long write."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if written is None:  # a non-blocking stream that would block: nothing better to do
+            raise BlockingIOError
+        view = view[written:]
+
+
+def _lost(size: int) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"usersync: {size} bytes of log lines could not be written\n")
+
+
+def _has_descriptor(stream: BinaryIO) -> bool:
+    try:
+        stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True
+
+
+_writers: weakref.WeakSet[LineWriter] = weakref.WeakSet()
+
+
+def flush_all() -> None:
+    """Write what every writer keeps (at exit, before a fork)."""
+    for writer in list(_writers):
+        writer.flush()
+
+
+atexit.register(flush_all)
+os.register_at_fork(before=flush_all)
