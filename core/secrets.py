@@ -61,6 +61,13 @@ class SecretUndecryptable(Exception):
         self.path = path
 
 
+def may_hold_secret(text: bytes) -> bool:
+    """Whether a JSON text names a secret (`SECRET_KEYS`, compared ASCII-case-insensitively
+    as `bytes.lower()` lowers); False means it has nothing to seal."""
+    lowered = text.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
 def is_encrypted(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(PREFIX)
 
@@ -111,10 +118,17 @@ class SecretBox:
         are compared ASCII-case-insensitively, as `bytes.lower()` lowers: a text without
         such a word, in any case, has nothing to seal and skips the walk (most events)."""
         text = orjson.dumps(event)
-        lowered = text.lower()
-        if not any(word in lowered for word in _SECRET_WORDS):
+        if not may_hold_secret(text):
             return text
         return orjson.dumps(self.seal(event))
+
+    def seal_text(self, text: bytes) -> bytes:
+        """`seal_json` of the event whose JSON text (written as orjson would: keys and their
+        words as they are) is `text`: the text itself when it holds no secret, the common
+        case, so the event need not be a dict first."""
+        if not may_hold_secret(text):
+            return text
+        return orjson.dumps(self.seal(orjson.loads(text)))
 
     @staticmethod
     def holds_ciphertext(stored_json: bytes) -> bool:

@@ -97,7 +97,7 @@ def bearer_token(request: web.Request) -> str | None:
 
 def is_signed(request: web.Request) -> bool:
     """Whether the request carries any of the signature headers (then it must be signed)."""
-    return any(name in request.headers for name in HEADERS)
+    return any(map(request.headers.__contains__, HEADERS))  # no generator: every post asks
 
 
 def authenticate(request: web.Request, settings: Settings, *, admin_allowed: bool) -> Caller:

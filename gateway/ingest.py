@@ -308,12 +308,17 @@ def check_secrets(event: Event, box: SecretBox) -> None:
         raise _secrets_refused(exc) from None
 
 
+_EVENT_JSON = Event.__pydantic_serializer__.to_json
+"""An event's JSON text in one call (`model_dump_json` returns text to encode again, and
+`model_dump` then orjson builds the dict first): what `seal_text` takes."""
+
+
 def sealed_event(event: Event, box: SecretBox) -> bytes:
     """The event's JSON as stored: every secret encrypted (`core.secrets`). 422 for a
     secret starting with `enc:v1:` (schema_violation), or for any secret when no key is
     configured (secrets_not_configured): nothing is ever stored in clear."""
     try:
-        return box.seal_json(event.model_dump(mode="json", exclude_unset=True))
+        return box.seal_text(_EVENT_JSON(event, exclude_unset=True))
     except (CiphertextGiven, SecretsNotConfigured) as exc:
         raise _secrets_refused(exc) from None
 

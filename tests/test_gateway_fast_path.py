@@ -42,6 +42,8 @@ def outcome(validate: Any, given: Any, source: Any = HRIS) -> Any:
         sealed: Any = BOX.open(orjson.loads(sealed_event(valid, BOX)))
     except ApiError as exc:  # a secret that cannot be stored
         sealed = ("refused", exc.status, exc.code, exc.message, exc.details)
+    else:
+        assert sealed == valid.model_dump(mode="json", exclude_unset=True)
     return (
         "accepted",
         orjson.dumps(valid.model_dump(mode="json", exclude_unset=True)),
@@ -120,6 +122,23 @@ def test_edge_bodies_answer_as_the_long_way(raw: bytes) -> None:
     the model's own rules answer the same from the bytes as through orjson and the dict."""
     assert_same(raw)
     assert_same(raw, IDP)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"changes": {"password": "hunter2-hunter2"}},
+        {"vendor_fields": {"fleet-eu": {"PassWord": "hunter2-hunter2"}}},
+        {"vendor_fields": {"plaspy": [{"op": "add", "path": "/password", "value": "hunter2"}]}},
+    ],
+)
+def test_stored_event_holds_no_secret_in_clear(fields: dict[str, Any]) -> None:
+    """The stored text (written from the model's serializer) has every secret encrypted and
+    opens to the event as validated."""
+    valid, _ = validated_json_event(body(**fields), SETTINGS, HRIS, lambda *_: [])
+    stored = sealed_event(valid, BOX)
+    assert b"hunter2" not in stored
+    assert BOX.open(orjson.loads(stored)) == valid.model_dump(mode="json", exclude_unset=True)
 
 
 def test_common_bodies_take_the_short_way() -> None:
