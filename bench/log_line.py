@@ -4,17 +4,20 @@ run (same process, same machine load), written to a real file as a deployment wr
 
     .venv/bin/python bench/log_line.py [--lines N] [--rounds R]
 
-Lines measured (the context the request or job binds, then the call, as the call sites do):
-- `event_accepted`: the gateway's line per accepted event (request id, source, event id and user
-  id bound; `targets` a list of four vendors).
-- `http_request`: the access line of the same request.
-- `delivery_attempt`: the worker's line per vendor call (vendor, user id, job try bound).
-Each is timed from a loop inside a running uvloop event loop (as the CLI runs) (the gateway's and worker's
-case: the line's flush is per loop iteration since issue 15), `--rounds` times, best round
-reported (the least disturbed by the other processes of a shared machine). CPU time of this
-process per line is printed too. The "before" chain is a frozen copy of HEAD 5a618c6's
-`configure_logging` (structlog's processors, a flush per line), kept here so the comparison
-stays possible after `core.logs` changed.
+Cases (the context a request or job binds, then the calls as the call sites make them, on
+module-level loggers):
+- `event_accepted`: the gateway's line per accepted event (request id, source, event id and
+  user id bound; `targets` a list of four vendors), one per loop iteration.
+- `delivery_attempt`: the worker's line per vendor call (vendor, user id, job try bound), one
+  per iteration.
+- `request (2 lines)`: `event_accepted` and the access line `http_request`, one request an
+  iteration (a gateway under light load: the fewest lines a write).
+- `16 requests/iter`: sixteen requests' lines in one iteration (a loaded gateway).
+Timed inside a running uvloop event loop (as the CLI runs), the two set-ups' rounds
+interleaved, the best of `--rounds` reported (the least disturbed by the other processes of a
+shared machine) less an empty iteration's cost; this process's CPU time too. The "before"
+set-up is a frozen copy of HEAD 5a618c6's `configure_logging` (structlog's processors, a write
+per line), kept here so the comparison stays possible as `core.logs` changes.
 """
 
 from __future__ import annotations
@@ -158,12 +161,21 @@ def new_loggers() -> None:
     WORKER = structlog.get_logger("usersync.worker")
 
 
+def busy_lines() -> None:
+    """Sixteen requests' lines in one iteration, as a loaded gateway's iteration has them."""
+    for _ in range(16):
+        accepted_line()
+        access_line()
+
+
 CASES: dict[str, tuple[Callable[[], None], Callable[[], None], int]] = {
     "event_accepted": (gateway_context, accepted_line, 1),
     "delivery_attempt": (worker_context, delivery_line, 1),
     "request (2 lines)": (gateway_context, request_lines, 2),
+    "16 requests/iter": (gateway_context, busy_lines, 32),
 }
 """Name: (context, the lines of one loop iteration, lines in it)."""
+SETUPS: dict[str, Callable[[BinaryIO], None]] = {"before": configure_before, "now": configure_now}
 
 
 def nothing() -> None:
@@ -171,8 +183,7 @@ def nothing() -> None:
 
 
 async def timed(lines: Callable[[], None], n: int) -> tuple[float, float]:
-    """(wall ns, CPU ns) of `n` loop iterations each writing `lines`, as a gateway or worker
-    under moderate load does (one request or call an iteration: the least lines a write)."""
+    """(wall ns, CPU ns) of `n` loop iterations each writing `lines`."""
     wall, cpu = time.perf_counter_ns(), time.process_time_ns()
     for _ in range(n):
         lines()
@@ -180,39 +191,54 @@ async def timed(lines: Callable[[], None], n: int) -> tuple[float, float]:
     return (time.perf_counter_ns() - wall) / n, (time.process_time_ns() - cpu) / n
 
 
-async def measure(configure: Callable[[BinaryIO], None], n: int, rounds: int) -> dict[str, Any]:
-    """Best-of-`rounds` ns per line of each case, less the empty iteration's, written
-    unbuffered (as stdout is with `PYTHONUNBUFFERED=1`, the image's setting) to a file."""
-    results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as folder, open(Path(folder) / "out.log", "wb", 0) as output:  # noqa: ASYNC230 - a benchmark's own file
+async def one_round(
+    configure: Callable[[BinaryIO], None], folder: Path, n: int
+) -> tuple[dict[str, tuple[float, float]], list[bytes]]:
+    """Each case's (wall ns, CPU ns) per iteration with one set-up (the empty iteration's
+    under `""`), written unbuffered (as stdout is with `PYTHONUNBUFFERED=1`, the image's
+    setting) to a file; and a line of each case."""
+    times: dict[str, tuple[float, float]] = {}
+    with open(folder / "out.log", "wb", 0) as output:  # noqa: ASYNC230 - a benchmark's own file
         structlog.reset_defaults()
         configure(output)
         new_loggers()
-        empty = min([await timed(nothing, n) for _ in range(rounds)])
-        for name, (context, lines, count) in CASES.items():
+        times[""] = await timed(nothing, n)
+        for name, (context, lines, _) in CASES.items():
             context()
-            await timed(lines, 100)  # warm: the cached logger, the regexes
-            best = min([await timed(lines, n) for _ in range(rounds)])
-            results[name] = {
-                "wall_ns": round((best[0] - empty[0]) / count),
-                "cpu_ns": round((best[1] - empty[1]) / count),
-            }
+            await timed(lines, 50)  # warm: the cached logger, the regexes
+            times[name] = await timed(lines, max(n // CASES[name][2], 100))
             output.seek(0)
             output.truncate()
-        for context, lines, _ in CASES.values():
+        for context, lines in ((gateway_context, request_lines), (worker_context, delivery_line)):
             context()
             lines()
             await asyncio.sleep(0)
-        sample = (Path(folder) / "out.log").read_bytes().splitlines()
+        sample = (folder / "out.log").read_bytes().splitlines()
     structlog.contextvars.clear_contextvars()
-    results["sample"] = [orjson.loads(line) for line in sample]
-    return results
+    return times, sample
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    before = await measure(configure_before, args.lines, args.rounds)
-    now = await measure(configure_now, args.lines, args.rounds)
-    return {"before": before, "now": now}
+    """The set-ups' rounds interleaved (the machine's load drifts), best round of each case
+    less the best empty iteration, per line."""
+    rounds: dict[str, list[dict[str, tuple[float, float]]]] = {name: [] for name in SETUPS}
+    samples: dict[str, list[bytes]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for _ in range(args.rounds):
+            for name, configure in SETUPS.items():
+                times, samples[name] = await one_round(configure, Path(folder), args.lines)
+                rounds[name].append(times)
+    result: dict[str, Any] = {}
+    for name, measured in rounds.items():
+        empty = min(times[""] for times in measured)
+        result[name] = {"sample": [orjson.loads(line) for line in samples[name]]}
+        for case, (_, _, count) in CASES.items():
+            best = min(times[case] for times in measured)
+            result[name][case] = {
+                "wall_ns": round((best[0] - empty[0]) / count),
+                "cpu_ns": round((best[1] - empty[1]) / count),
+            }
+    return result
 
 
 def main() -> None:
@@ -223,7 +249,7 @@ def main() -> None:
     args = parser.parse_args()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as the CLI runs
         result = runner.run(main_async(args))
-    print(f"ns per line, best of {args.rounds} x {args.lines:,} loop iterations")
+    print(f"ns per line, best of {args.rounds} rounds of {args.lines:,} lines, less the loop's own")
     print(f"{'line':<18} {'before':>8} {'now':>8} {'ratio':>6}   (CPU ns before -> now)")
     for name in CASES:
         before, now = result["before"][name], result["now"][name]

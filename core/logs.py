@@ -23,13 +23,13 @@ import logging
 import sys
 import time
 from collections.abc import Callable, MutableMapping
-from contextvars import ContextVar
 from typing import Any, BinaryIO
 
 import orjson
 import structlog
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
 
+from core.log_context import merge_context
 from core.log_writer import LineWriter
 from core.redaction import might_hold_secret, redact_secrets, render_json, unserializable
 
@@ -186,31 +186,6 @@ _BYTE_DIGITS = tuple(digits.encode() for digits in _THREE_DIGITS)
 def add_timestamp(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
     """The processor adding `timestamp()` (standard-library records, console lines)."""
     event_dict["timestamp"] = timestamp()
-    return event_dict
-
-
-_REGISTRY: dict[str, ContextVar[Any]] | None = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
-"""structlog's own register of the context variables `bind_contextvars` made, one per key,
-never emptied (unbinding sets a variable to `...`). Private: when a structlog release drops
-it, `merge_context` is structlog's `merge_contextvars` again (tests/test_log_line.py says so)."""
-_PREFIX = len(structlog.contextvars.STRUCTLOG_KEY_PREFIX)
-_known: tuple[int, tuple[tuple[str, ContextVar[Any]], ...]] = (-1, ())
-
-
-def merge_context(event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog's `merge_contextvars` (the bound keys a call did not pass itself), reading
-    the few variables structlog made instead of walking every variable of the context (the
-    event loop's, aiohttp's...): a third of its cost. Keys come in the order first bound."""
-    global _known
-    if _REGISTRY is None:
-        return structlog.contextvars.merge_contextvars(None, "", event_dict)  # type: ignore[return-value]
-    if _known[0] != len(_REGISTRY):
-        pairs = tuple(_REGISTRY.items())
-        _known = (len(pairs), tuple((name[_PREFIX:], var) for name, var in pairs))
-    for key, var in _known[1]:
-        value = var.get()
-        if value is not Ellipsis and key not in event_dict:
-            event_dict[key] = value
     return event_dict
 
 

@@ -26,7 +26,7 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import logs
+from core import log_context, logs
 from core.log_writer import LineWriter
 from core.redaction import redact_secrets, render_json
 
@@ -43,7 +43,7 @@ def chain_line(method_name: str, event_dict: dict[str, Any]) -> bytes:
     """The line structlog's chain (before issue 15) made of a call's event dict, the context
     merged as `merge_context` merges it (its key order; `test_merge_context_*` pins that its
     keys and values are structlog's), redacted by the full walk."""
-    merged = logs.merge_context(event_dict)
+    merged = log_context.merge_context(event_dict)
     merged = structlog.processors.add_log_level(None, method_name, merged)
     merged = logs.add_timestamp(None, method_name, merged)
     merged = structlog.processors.format_exc_info(None, method_name, merged)
@@ -113,25 +113,50 @@ def test_merge_context_is_structlogs_merge(context: None) -> None:
     """Bound, rebound, unbound and cleared keys, in a copied context too: the keys and
     values structlog's `merge_contextvars` gives, a call's own keys winning; and the fast
     way is the one in use (structlog still has the register it reads)."""
-    assert logs._REGISTRY is not None
+    assert log_context._REGISTRY is not None
     structlog.contextvars.bind_contextvars(request_id="r1", source="hris", a=1)
     structlog.contextvars.bind_contextvars(a=2, b=None)
     structlog.contextvars.unbind_contextvars("source")
     cases = [{}, {"a": "own"}, {"event": "x", "request_id": "own"}]
     for given_dict in cases:
         expected = structlog.contextvars.merge_contextvars(None, "info", dict(given_dict))
-        assert logs.merge_context(dict(given_dict)) == expected
-    assert logs.merge_context({}) == {"request_id": "r1", "a": 2, "b": None}
+        assert log_context.merge_context(dict(given_dict)) == expected
+    assert log_context.merge_context({}) == {"request_id": "r1", "a": 2, "b": None}
 
     def elsewhere() -> dict[str, Any]:
         structlog.contextvars.bind_contextvars(only_here=True)
-        return logs.merge_context({})
+        return log_context.merge_context({})
 
     copied = contextvars.copy_context()
     assert copied.run(elsewhere) == {"request_id": "r1", "a": 2, "b": None, "only_here": True}
-    assert "only_here" not in logs.merge_context({})
+    assert "only_here" not in log_context.merge_context({})
     structlog.contextvars.clear_contextvars()
-    assert logs.merge_context({"k": 1}) == {"k": 1}
+    assert log_context.merge_context({"k": 1}) == {"k": 1}
+
+
+def test_new_context_is_structlogs_clear_then_bind(context: None) -> None:
+    """What a request or job starts with: every key bound before gone (in this context
+    only), the given ones bound; as `clear_contextvars` and `bind_contextvars` leave it."""
+    structlog.contextvars.bind_contextvars(request_id="old", source="hris", event_id="e1")
+
+    def fresh() -> dict[str, Any]:
+        log_context.new_context(request_id="new", job_try=2)
+        return structlog.contextvars.get_contextvars()
+
+    def structlogs() -> dict[str, Any]:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id="new", job_try=2)
+        return structlog.contextvars.get_contextvars()
+
+    assert contextvars.copy_context().run(fresh) == {"request_id": "new", "job_try": 2}
+    assert contextvars.copy_context().run(fresh) == contextvars.copy_context().run(structlogs)
+    assert structlog.contextvars.get_contextvars() == {
+        "request_id": "old",
+        "source": "hris",
+        "event_id": "e1",
+    }
+    log_context.new_context()
+    assert structlog.contextvars.get_contextvars() == {}
 
 
 def test_json_logger_writes_the_chains_lines(log_output: Any, context: None) -> None:
