@@ -389,6 +389,8 @@ class Script(StrEnum):
     """Shared: Redis's clock and the rate factor, for permit and record."""
     VENDOR_PERMIT = "vendor_permit"
     VENDOR_RECORD = "vendor_record"
+    SOURCE_RATE = "source_rate"
+    """Shared: `take_rate()`, the GCRA take of a source's posts (its take script, ingest)."""
     SOURCE_RATE_TAKE = "source_rate_take"
     ORDERING_RESET = "ordering_reset"
     DEAD_LETTERS_COUNT_PREFIX = "dead_letters_count_prefix"

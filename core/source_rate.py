@@ -16,6 +16,24 @@ from core import keys
 from core.scripts import load_lua
 
 
+class RateLimited(Exception):
+    """A post over its source's allowance, refused by the ingest script that would have
+    stored it (`core.store.Store.ingest` with a rate): nothing was taken or stored."""
+
+    def __init__(self, source: str, wait_ms: int) -> None:
+        super().__init__(f"source {source} is over its rate limit for {wait_ms} ms")
+        self.source = source
+        self.wait_ms = wait_ms
+
+
+def rate_arguments(limit: SourceRateLimit | None) -> tuple[float, int]:
+    """The ingest script's rate arguments: the interval in ms and the burst; (0, 0) takes
+    nothing (no limit, or taken apart with `SourceRates.take`)."""
+    if limit is None:
+        return 0.0, 0
+    return 1000.0 / limit.per_second, limit.burst
+
+
 class SourceRates:
     """The take script bound to one Redis client, registered once (every post calls it)."""
 

@@ -26,12 +26,14 @@ import orjson
 from arq.constants import default_queue_name, job_key_prefix
 from redis.asyncio import Redis
 
-from config.ingress import LinkMode
+from config.ingress import LinkMode, SourceRateLimit
 from core import keys
+from core.event import URGENT_PRIORITY, URGENT_TYPES
 from core.links import Ingested, LinkChange, LinkConflict, LinkDetail
 from core.pairs import job_payload
 from core.redis_client import ReplicaAck
 from core.scripts import ScriptCall, load_lua, run_together
+from core.source_rate import RateLimited, rate_arguments
 from core.status import TargetStatus
 
 """The name parts kept in the user's profile, for vendors with a single `name`."""
@@ -47,7 +49,7 @@ _BODY = keys.EVENT_BODY.encode()
 _RECEIVED_AT = keys.EVENT_RECEIVED_AT.encode()
 _STATUS = keys.EVENT_STATUS_PREFIX.encode()
 
-_Pending = tuple["IngestRecord", str, "asyncio.Future[Ingested]"]
+_Pending = tuple["IngestRecord", str, SourceRateLimit | None, "asyncio.Future[Ingested]"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,21 @@ class IngestRecord:
     name_parts: Mapping[str, str | None]
     link_mode: LinkMode = "set"
     """`create`: the script refuses the event (`LinkConflict`) if a link holds another id."""
+    urgent: bool | None = None
+    """`core.event.Event.urgent`, as the gateway read it; None: read from `event_json`."""
+
+    def is_urgent(self) -> bool:
+        """Whether the pairs' jobs go ahead of normal ones: the ingest script is told, so it
+        need not decode the event to know."""
+        if self.urgent is not None:
+            return self.urgent
+        try:
+            event = orjson.loads(self.event_json)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(event, dict):
+            return False
+        return event.get("priority") == URGENT_PRIORITY or event.get("type") in URGENT_TYPES
 
 
 class Store:
@@ -91,12 +108,16 @@ class Store:
         self._waiting: deque[list[_Pending]] = deque()
         self._writers: set[asyncio.Task[None]] = set()
 
-    async def ingest(self, record: IngestRecord, received_at: str) -> Ingested:
+    async def ingest(
+        self, record: IngestRecord, received_at: str, rate: SourceRateLimit | None = None
+    ) -> Ingested:
         """Store the event and queue it for each target's pair; (False, original answer) if a
         duplicate. A pair without a scheduled job gets one (see `core.pairs`). Written
         with whatever other ingests are waiting; a Redis error raises (the caller answers 503),
-        and so does `LinkConflict` (nothing stored)."""
-        (future,) = self._submit([record], received_at)
+        and so does `LinkConflict` (nothing stored). With `rate`, the same script first takes
+        the post from the source's allowance (`core.source_rate`, as `SourceRates.take` with
+        cost 1): over it, `RateLimited` raises and nothing is stored; one round trip a post."""
+        (future,) = self._submit([record], received_at, rate)
         return await future
 
     async def ingest_many(
@@ -119,12 +140,15 @@ class Store:
         return results
 
     def _submit(
-        self, records: Sequence[IngestRecord], received_at: str
+        self,
+        records: Sequence[IngestRecord],
+        received_at: str,
+        rate: SourceRateLimit | None = None,
     ) -> list[asyncio.Future[Ingested]]:
         """Queue one caller's ingests for a writer (started if fewer than WRITERS run); their
         futures hold the answers. One caller's ingests are never split between pipelines."""
         loop = asyncio.get_running_loop()
-        submission = [(record, received_at, loop.create_future()) for record in records]
+        submission = [(record, received_at, rate, loop.create_future()) for record in records]
         self._waiting.append(submission)
         if len(self._writers) < WRITERS:
             writer = loop.create_task(self._write_waiting())
@@ -158,7 +182,7 @@ class Store:
         while self._waiting:
             batch = self._next_batch()
             try:
-                answers = await self._write([(record, at) for record, at, _ in batch])
+                answers = await self._write([(record, at, rate) for record, at, rate, _ in batch])
             except BaseException as exc:  # handed to every caller of the batch
                 for *_, future in batch:
                     if not future.done():
@@ -166,7 +190,7 @@ class Store:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
-            for (record, _, future), answer in zip(batch, answers, strict=True):
+            for (record, *_, future), answer in zip(batch, answers, strict=True):
                 if future.done():  # its caller was cancelled; the event is stored all the same
                     continue
                 if isinstance(answer, Exception):
@@ -174,29 +198,34 @@ class Store:
                     continue
                 try:
                     future.set_result(self._ingested(record, answer))
-                except LinkConflict as conflict:
-                    future.set_exception(conflict)
+                except (LinkConflict, RateLimited) as refused:
+                    future.set_exception(refused)
 
-    async def _write(self, items: Sequence[tuple[IngestRecord, str]]) -> list[Any]:
+    async def _write(
+        self, items: Sequence[tuple[IngestRecord, str, SourceRateLimit | None]]
+    ) -> list[Any]:
         """Run the ingest script for each item, all in one round trip (`run_together`); each
         item's reply or error."""
         now_ms = int(time.time() * 1000)
-        pending = TargetStatus.pending().to_json()  # one status for the whole batch
+        pending = TargetStatus.pending().to_json().decode()  # one status for the whole batch
         calls = []
-        for record, received_at in items:
-            key_list, args = self._ingest_call(record, received_at, now_ms, pending)
+        for record, received_at, rate in items:
+            key_list, args = self._ingest_call(record, received_at, now_ms, pending, rate)
             calls.append(ScriptCall(self._ingest, key_list, args))
         return await run_together(self.redis, calls, self.replica_ack)
 
     @staticmethod
     def _ingested(record: IngestRecord, reply: Any) -> Ingested:
         """The script's reply read: the original answer of a duplicate (bytes), nothing, or
-        a list: `changed` or `link_conflict` (raised), each followed by vendor, id pairs."""
+        a list: `rate_limited` and the wait in ms (raised), `changed` or `link_conflict`
+        (raised), each followed by vendor, id pairs."""
         if isinstance(reply, bytes):
             return Ingested(False, reply)
         if not reply:
             return Ingested(True, orjson.dumps(record.acceptance))
         kind, *flat = (item.decode() for item in reply)
+        if kind == "rate_limited":
+            raise RateLimited(record.source, int(flat[0]))
         pairs = dict(zip(flat[::2], flat[1::2], strict=True))
         if kind == "link_conflict":
             raise LinkConflict(
@@ -211,19 +240,30 @@ class Store:
         return Ingested(True, orjson.dumps(record.acceptance), changes)
 
     def _ingest_call(
-        self, record: IngestRecord, received_at: str, now_ms: int, pending: bytes
+        self,
+        record: IngestRecord,
+        received_at: str,
+        now_ms: int,
+        pending: str,
+        rate: SourceRateLimit | None = None,
     ) -> tuple[list[str], list[Any]]:
-        """The keys and arguments of the ingest script for one event."""
+        """The keys and arguments of the ingest script for one event; with `rate`, the script
+        first takes one post from the source's allowance (`core.source_rate`)."""
         key_list = [
             keys.event(record.source, record.event_id),
             keys.links(record.user_id),
             keys.profile(record.user_id),
             self.queue_name,
+            keys.JOB_SEQUENCE,
+            keys.link_setters(record.user_id),
+            keys.source_rate(record.source),
         ]
         for target in record.targets:
-            key_list += [keys.pair(target, record.user_id), keys.pending(target, record.user_id)]
-        key_list += [keys.JOB_SEQUENCE, keys.link_setters(record.user_id)]
-        key_list += [keys.waiting(target) for target in record.targets]
+            key_list += [
+                keys.pair(target, record.user_id),
+                keys.pending(target, record.user_id),
+                keys.waiting(target),
+            ]
         rest = [
             received_at,
             self.retention_ms,
@@ -234,7 +274,6 @@ class Store:
             [
                 [
                     target,
-                    pending.decode(),
                     keys.pair_job_prefix(target, record.user_id),
                     job_payload(target, record.user_id, now_ms).decode(),
                 ]
@@ -244,6 +283,9 @@ class Store:
             [[part, value or "", value is None] for part, value in record.name_parts.items()],
             record.source,
             record.link_mode,
+            pending,
+            record.is_urgent(),
+            *rate_arguments(rate),
         ]
         args = [orjson.dumps(record.acceptance), record.event_json, orjson.dumps(rest)]
         return key_list, args
@@ -255,7 +297,7 @@ class Store:
         a Redis that lost its script cache cannot run the caller's writes without it; read
         the reply with `ingest_reply`."""
         key_list, args = self._ingest_call(
-            record, received_at, int(time.time() * 1000), TargetStatus.pending().to_json()
+            record, received_at, int(time.time() * 1000), TargetStatus.pending().to_json().decode()
         )
         pipe.eval(self._ingest.script, len(key_list), *key_list, *args)
 

@@ -262,15 +262,22 @@ def source_of(caller: Caller) -> SourceSettings:
 async def enforce_source_rate(rates: SourceRates, source: SourceSettings, cost: int = 1) -> None:
     """Take `cost` posts from the source's `rate_limit` (none configured: no limit); over it,
     a 429 `rate_limited` with `Retry-After` in whole seconds (at least 1). Call it only once
-    the source is authenticated: refused credentials never count."""
+    the source is authenticated: refused credentials never count. (A single post takes its
+    share in its ingest script instead: `core.store.Store.ingest` with the rate.)"""
     if source.rate_limit is None:
         return
     wait_ms = await rates.take(source.name, source.rate_limit, cost)
     if wait_ms <= 0:
         return
+    raise rate_limited(source, wait_ms)
+
+
+def rate_limited(source: SourceSettings, wait_ms: int) -> ApiError:
+    """The 429 of a post over its source's rate, `wait_ms` before it would fit (logged)."""
+    assert source.rate_limit is not None
     retry_after = max(1, math.ceil(wait_ms / 1000))
     log.info("rate_limited", source=source.name, retry_after_s=retry_after)
-    raise ApiError(
+    return ApiError(
         429,
         "rate_limited",
         f"source {source.name} is over its rate limit of {source.rate_limit.per_second:g}/s "

@@ -339,4 +339,5 @@ def build_record(
         links=dict(event.user.external_ids),
         name_parts={part: changes[part] for part in NAME_PARTS if part in changes},
         link_mode=source.link_mode,
+        urgent=event.urgent,
     )

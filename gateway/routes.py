@@ -11,6 +11,7 @@ from aiohttp import web
 from config.ingress import ADMIN_SETTER
 from core.event import EVENT_ID_PATTERN, USER_ID_PATTERN, VENDOR_ID_PATTERN, Event
 from core.links import LinkConflict, LinkDetail
+from core.source_rate import RateLimited
 from core.status import utc_now_iso
 from gateway import answers, cloudevents
 from gateway.auth import (
@@ -18,6 +19,7 @@ from gateway.auth import (
     authenticate_caller,
     check_headers,
     enforce_source_rate,
+    rate_limited,
     require_admin,
     source_of,
     verify_body,
@@ -62,12 +64,16 @@ from gateway.storage import STORAGE
 log = structlog.get_logger("usersync.gateway")
 
 
-async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[str]]:
+async def _validated_event(
+    request: web.Request, *, take_rate: bool = True
+) -> tuple[Caller, Event, list[str]]:
     """Order of refusals: what the headers show of the credentials (401/403: a bearer token,
     a signature's headers, source and timestamp), before a byte of the body is read; 415;
     413 (declared, or while streaming); 503 `overloaded`; 408; the signature over the exact
     bytes read (401); Redis nearly full (503 `storage_full`); the source's rate (429); then
-    400 and 422 from parsing; 403 for the source or a target."""
+    400 and 422 from parsing; 403 for the source or a target. Without `take_rate` the caller
+    takes the rate itself: a post, in its ingest script, so its 429 comes after the 4xx of
+    its body (which then take nothing) and before a 409 `link_conflict`."""
     settings = request.app[SETTINGS]
     redis = request.app[STORE].redis
     claim = check_headers(request, settings, admin_allowed=False)
@@ -75,7 +81,8 @@ async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[st
     raw = await read_json_body(request, settings.gateway.max_body_bytes)
     source = source_of(await verify_body(claim, settings, raw, redis))
     request.app[STORAGE].check()  # 503 storage_full, before the rate: it takes nothing
-    await enforce_source_rate(request.app[SOURCE_RATES], source)
+    if take_rate:
+        await enforce_source_rate(request.app[SOURCE_RATES], source)
     check_fields = request.app[VENDOR_FIELDS]
     if mode is None:
         event, targets = validated_json_event(raw, settings, source, check_fields)
@@ -87,11 +94,13 @@ async def _validated_event(request: web.Request) -> tuple[Caller, Event, list[st
 
 @cloudevents.speaks_cloudevents
 async def post_event(request: web.Request) -> web.Response:
-    caller, event, targets = await _validated_event(request)
+    caller, event, targets = await _validated_event(request, take_rate=False)
     assert caller.source is not None
     record = build_record(event, targets, caller.source, request.app[SECRET_BOX])
-    try:
-        ingested = await request.app[STORE].ingest(record, utc_now_iso())
+    try:  # the source's rate is taken by the same script: one round trip a post
+        ingested = await request.app[STORE].ingest(record, utc_now_iso(), caller.source.rate_limit)
+    except RateLimited as refused:
+        raise rate_limited(caller.source, refused.wait_ms) from None
     except LinkConflict as conflict:
         raise link_conflict(conflict) from None
     log_link_changes(record, ingested)
