@@ -31,6 +31,7 @@ from core.status import TargetStatus, utc_now_iso
 from core.vendor_guard import CallOutcome, Permit, VendorGuard
 from workers import coalesce, planning
 from workers.backoff import retry_delay
+from workers.bulkhead import Bulkhead
 from workers.errors import (
     NoLink,
     PermanentDeliveryError,
@@ -56,7 +57,7 @@ from workers.vendors.interface import Translation, VendorAdapter, VendorRequest
 log = structlog.get_logger("usersync.worker")
 
 BULKHEAD_WAIT_S = (0.2, 0.5)
-"""A run that finds its vendor's in-flight limit reached tries again this much later."""
+"""A run that finds no place in its vendor's bulkhead tries again this much later."""
 
 
 class DeliveryEngine:
@@ -84,7 +85,7 @@ class DeliveryEngine:
         self.metrics = metrics or DeliveryMetrics.of(settings)
         self.box = secret_box(settings.secrets)
         self.bulkheads = {
-            name: asyncio.Semaphore(settings.in_flight_limit(name)) for name in settings.vendors
+            name: Bulkhead(settings.in_flight_limit(name)) for name in settings.vendors
         }
 
     async def run(self, target: str, user_id: str, job_id: str) -> None:
@@ -159,12 +160,12 @@ class DeliveryEngine:
                 return Commit("next", isolate_left=len(included))
         assert translation is not None and translation.request is not None
         bulkhead = self.bulkheads[run.target]
-        if bulkhead.locked():
+        if not await bulkhead.enter():
             self.metrics.deferral(run.target, "bulkhead")
             wait_s = BULKHEAD_WAIT_S[0] + self.random() * (BULKHEAD_WAIT_S[1] - BULKHEAD_WAIT_S[0])
             run.wait(included, "in_flight", at_ms := now_ms() + int(wait_s * 1000))
             return Commit("at", at_ms=at_ms)
-        async with bulkhead:
+        try:
             permit = await self.guard.permit(
                 run.target,
                 vendor,
@@ -176,6 +177,8 @@ class DeliveryEngine:
             if not permit.allowed:
                 return self._deferred(run, included, permit)
             commit = await self._call(run, adapter, vendor, included, translation.request)
+        finally:
+            bulkhead.leave()
         if run.batch.reserved_slot_ms is not None:  # the call used it
             commit.reserved_slot_ms = CLEAR_SLOT
         if commit.isolate_left is None and commit.mode == "next":  # its event was settled

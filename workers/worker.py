@@ -225,8 +225,6 @@ def apply_settings(
         worker_id=old.worker_id,
     )
     for name, bulkhead in old.bulkheads.items():
-        if name in new.bulkheads and settings.in_flight_limit(name) == old.settings.in_flight_limit(
-            name
-        ):
+        if name in new.bulkheads and settings.in_flight_limit(name) == bulkhead.limit:
             new.bulkheads[name] = bulkhead
     worker.ctx["engine"] = new
