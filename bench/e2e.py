@@ -32,9 +32,12 @@ For each setup:
    for one delivery (same method, path, auth, body), enqueued with arq's `enqueue_job`; then
    the bare workers start; measured the same way. usersync's ratio: `x bare` (deliveries/s)
    and `cpu_vs_bare` (worker CPU per delivery).
-3. fixed rate, usersync: workers running, events posted one per `POST /v1/events` (mode "run":
+3. mode "run" only, saturation while ingesting (system `usersync-live`): `usersync run`
+   started first, the same events posted through its own gateway while it delivers: the one
+   process's end-to-end saturation (ingest and delivery share its core; no bare counterpart).
+4. fixed rate, usersync: workers running, events posted one per `POST /v1/events` (mode "run":
    to the run process's gateway) at a fixed rate (`--rate` events/s, default half the usersync
-   saturation of that setup) for `--duration` s after a warm-up; the latency of a delivery is
+   saturation of that setup: in mode "run" half of `usersync-live`'s) for `--duration` s after a warm-up; the latency of a delivery is
    sandbox received_at - the time the client got the event's 202 (same machine, same clock):
    p50/p99/max, deliveries/s. The issue's target: p99 < 50 ms.
 
@@ -429,9 +432,11 @@ def deliveries(calls: Sequence[tuple[str, dict[str, Any]]], marker: str) -> dict
     }
 
 
-async def post_batches(bench: Bench, bodies: Sequence[dict[str, Any]], in_flight: int = 4) -> None:
+async def post_batches(
+    bench: Bench, bodies: Sequence[dict[str, Any]], in_flight: int = 4, gateway_url: str = ""
+) -> None:
     """Post events 100 a request, `in_flight` requests at once; every one must be accepted."""
-    url = bench.gateway_url + "/v1/events:batch"
+    url = (gateway_url or bench.gateway_url) + "/v1/events:batch"
     chunks = [bodies[i : i + BATCH] for i in range(0, len(bodies), BATCH)]
     semaphore = asyncio.Semaphore(in_flight)
 
@@ -459,10 +464,12 @@ async def saturation(bench: Bench, system: str, setup: Setup) -> dict[str, Any]:
     stopped: the `usersync run` process drains it with its own gateway idle."""
     await fresh(bench)
     workers, latency_ms = setup.workers, setup.latency_ms
-    marker = f"{'us' if system == 'usersync' else 'bare'}-{setup.tag}-sat"
+    marker = f"{ {'usersync': 'us', LIVE: 'live'}.get(system, 'bare') }-{setup.tag}-sat"
     count = saturation_events(bench.args, setup.targets)
     instances = target_instances(setup.targets)
     started = time.monotonic()
+    if system == LIVE:
+        return await saturation_live(bench, setup, marker, count)
     if system == "usersync":
         bodies = [bench.event(marker, n, n, setup.targets) for n in range(count)]
         await post_batches(bench, bodies)
@@ -540,6 +547,81 @@ async def saturation(bench: Bench, system: str, setup: Setup) -> dict[str, Any]:
     print(
         f"  {system:<8} {setup.mode}={workers} targets={setup.targets} latency={latency_ms}ms: "
         f"{row['calls']}/{expected} calls, {row['deliveries_per_s']:,.0f}/s, "
+        f"{row['cpu_ms_per_delivery']} CPU ms each ({row['phase_s']} s)",
+        flush=True,
+    )
+    return row
+
+
+LIVE = "usersync-live"
+"""Mode "run" only: the same events posted to the running `usersync run` process itself while
+it delivers them: the one process's end-to-end saturation (ingest and delivery sharing its
+core), whose half is the rate of its fixed-rate phase. Not compared with bare arq (whose
+enqueueing is the bench's, not its worker's): a row of its own."""
+
+
+async def saturation_live(bench: Bench, setup: Setup, marker: str, count: int) -> dict[str, Any]:
+    """`usersync run` started first; the events posted through its own gateway as fast as it
+    takes them (batches); deliveries/s and CPU over the first to the last call."""
+    started = time.monotonic()
+    stop_all([bench.gateway])
+    services = start_workers(bench, "usersync", 1, "run")
+    names = [s.name for s in services]
+    samples = Samples({**{s.name: s.pid for s in services}, "redis": bench.redis_pid})
+    posting = True
+
+    async def sample() -> None:
+        while posting:
+            samples.take()
+            await asyncio.sleep(0.1)
+
+    try:
+        await wait_ready(bench.http, bench.run_url + "/readyz")
+        sampler = asyncio.create_task(sample())
+        bodies = [bench.event(marker, n, n, setup.targets) for n in range(count)]
+        await post_batches(bench, bodies, gateway_url=bench.run_url)
+        posting = False
+        await sampler
+        done = await drain(bench, samples)
+    finally:
+        stop_all(services)
+    counted = deliveries(await journal(bench), marker)
+    span = max(counted["last"] - counted["first"], 1e-9)
+    cpu = samples.cpu_between(names, counted["first"], counted["last"])
+    problems, outcomes = scan_logs(services)
+    row = {
+        "system": LIVE,
+        "mode": setup.mode,
+        "workers": 1,
+        "targets": setup.targets,
+        "vendor_latency_ms": setup.latency_ms,
+        "events": count,
+        "expected": count * setup.targets,
+        **{k: v for k, v in counted.items() if k not in ("first", "last")},
+        "drained": done,
+        "prefill_s": 0.0,
+        "span_s": round(span, 3),
+        "deliveries_per_s": round(counted["calls"] / span, 1),
+        "worker_cpu_s": round(cpu, 2),
+        "cpu_ms_per_delivery": round(1000 * cpu / max(counted["calls"], 1), 3),
+        "worker_cpu_pct": round(100 * cpu / span, 1),
+        "sandbox_cpu_pct": 0.0,
+        "redis_cpu_pct": round(
+            100 * samples.cpu_between(["redis"], counted["first"], counted["last"]) / span, 1
+        ),
+        "peak_worker_rss_mb": round(samples.peak_rss(names), 1),
+        "dead_letters": await bench.redis.zcard(DEAD_LETTERS),
+        "jobs_per_delivery": 1.0,
+        "bare_non_2xx": 0,
+        "attempt_outcomes": outcomes,
+        "log_problems": len(problems),
+        "log_sample": problems[:5],
+        "phase_s": round(time.monotonic() - started, 1),
+        "profiles": [],
+    }
+    print(
+        f"  {LIVE} targets={setup.targets}: {row['calls']}/{row['expected']} calls, "
+        f"{row['deliveries_per_s']:,.0f}/s posted and delivered by one process, "
         f"{row['cpu_ms_per_delivery']} CPU ms each ({row['phase_s']} s)",
         flush=True,
     )
@@ -739,6 +821,10 @@ async def drive(bench: Bench) -> dict[str, Any]:
                 )
                 saturation_rows += [ours, bare]
                 rate = args.rate or ours["deliveries_per_s"] / setup.targets / 2
+                if setup.mode == "run":  # the process ingests too: half of that saturation
+                    live = await saturation(bench, LIVE, setup)
+                    saturation_rows.append(live)
+                    rate = args.rate or live["deliveries_per_s"] / setup.targets / 2
                 latency_rows.append(await fixed_rate(bench, setup, rate))
                 gateway_errors = scan_logs([gateway])[0]
             finally:
@@ -872,7 +958,7 @@ def report(result: dict[str, Any]) -> None:
     rows = [
         (
             r["system"],
-            "run" if r.get("mode") == "run" and r["system"] == "usersync" else r["workers"],
+            "run" if r.get("mode") == "run" and r["system"] != "bare" else r["workers"],
             r.get("targets", len(common.KINDS)),
             r["vendor_latency_ms"],
             f"{r['calls']}/{r['expected']}",
@@ -884,7 +970,7 @@ def report(result: dict[str, Any]) -> None:
             r["redis_cpu_pct"],
             r["peak_worker_rss_mb"],
             f"{r['jobs_per_delivery']:.2f}",
-            r["dead_letters"] if r["system"] == "usersync" else r["bare_non_2xx"],
+            r["dead_letters"] if r["system"] != "bare" else r["bare_non_2xx"],
         )
         for r in result["saturation"]
     ]
