@@ -101,19 +101,41 @@ def redact_secrets(
     return event_dict
 
 
-_IN_LINE = re.compile(
-    rb"b(?:earer|asic)|passw|s(?:ecret|ignature)|token|a(?:uthoriz|pi[_-]?key)"
-    rb"|c(?:ookie|redential)|enc:v1:"
+LINE_WORDS = (
+    "enc:v1:",
+    "bearer",
+    "basic",
+    "passw",
+    "secret",
+    "token",
+    "signature",
+    "authoriz",
+    "apikey",
+    "api_key",
+    "api-key",
+    "cookie",
+    "credential",
 )
 """What a rendered line holds (ASCII lower-cased) when `redact_secrets` could change it: every
 word of `_MAYBE` (the strings' test) and every spelling of `SECRET_WORDS` a key may have (`-`
-read as `_`: `api-key`). Grouped by first letter, which makes the search a fifth cheaper than
-the plain alternation (every alternative is tried at every position)."""
+read as `_`: `api-key`)."""
+
+_IN_LINE = re.compile(
+    rb"k(?:(?<=tok)en|(?<=cook)ie|(?<=apik)ey|(?<=api_k)ey|(?<=api-k)ey)"
+    rb"|c(?:(?<=sec)ret|redential|(?<=enc):v1:)"
+    rb"|g(?<=sig)nature|z(?<=authoriz)|w(?<=passw)|b(?:earer|asic)"
+)
+"""`LINE_WORDS` as one search, each word found from one of its rarer letters (`k`, `c`, `g`,
+`z`, `w`, `b`) and checked around it (a look-behind for the letters before): the regular
+expression engine skips, in C, every position not holding one of those letters, and tries the
+words only at the few left. A plain alternation tries them all at every position: the search
+of a gateway's line costs 1.2 us instead of 2.9 (this machine). tests/test_log_line.py checks
+it finds what the plain alternation finds."""
 
 
 def might_hold_secret(line: bytes) -> bool:
     """Whether `redact_secrets` could change the line `line` renders: False only when it
-    holds none of `_IN_LINE`'s words. A line with a non-ASCII byte always may: Unicode
+    holds none of `LINE_WORDS`. A line with a non-ASCII byte always may: Unicode
     lower-casing (what `is_secret_key` and `redact_text` use) maps some non-ASCII letters to
     ASCII ones (the Kelvin sign to `k`), which `bytes.lower` cannot see."""
     return not line.isascii() or _IN_LINE.search(line.lower()) is not None

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from core import log_context, logs
 from core.log_writer import LineWriter
-from core.redaction import redact_secrets, render_json
+from core.redaction import _IN_LINE, LINE_WORDS, might_hold_secret, redact_secrets, render_json
 
 _STAMP = re.compile(rb'"timestamp":"[^"]*"')
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -307,3 +307,17 @@ def test_lines_kept_when_the_loop_stops_are_written_at_exit() -> None:
     assert done.returncode == 3, done.stderr
     lines = [orjson.loads(line) for line in done.stdout.splitlines()]
     assert [(line["event"], line["n"]) for line in lines] == [("kept", n) for n in range(3)]
+
+
+_PLAIN = re.compile("|".join(re.escape(word) for word in LINE_WORDS).encode())
+_FRAGMENTS = [*LINE_WORDS, "tok", "ken", "api", "key", "_", "-", ":", "v1", "enc", "sec", "c", "k"]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS) | st.text("abcegiknoprstvwyz:_-1", max_size=4)))
+def test_the_line_search_finds_what_the_plain_alternation_finds(parts: list[str]) -> None:
+    """The anchored search of `might_hold_secret` and `LINE_WORDS` as a plain alternation
+    agree on any text made of the words, their pieces and their letters."""
+    text = "".join(parts).encode()
+    assert (_IN_LINE.search(text) is None) == (_PLAIN.search(text) is None)
+    assert might_hold_secret(text) == (_PLAIN.search(text) is not None)
