@@ -98,8 +98,10 @@ def rate_from_e2e(path: Path) -> tuple[float | None, str]:
     """Half of usersync's saturation with 2 workers and an instant vendor, from bench/e2e.py's
     latest result: its `saturation` rows (`system`, `workers`, `vendor_latency_ms`,
     `deliveries_per_s` = vendor calls/s, four per event; of four-target events to separate
-    workers: rows of other setups carry `targets` and `mode`). That file is another benchmark's and
-    may change: anything not as expected gives None, and the caller uses the default rate."""
+    workers: rows of other setups carry `targets` and `mode`); the end-to-end saturation
+    (`usersync-live`, posted while delivered) where the file has it, else the drain's
+    (`usersync`). That file is another benchmark's and may change: anything not as expected
+    gives None, and the caller uses the default rate."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -107,8 +109,12 @@ def rate_from_e2e(path: Path) -> tuple[float | None, str]:
     rows = data.get("saturation") if isinstance(data, dict) else None
     if not isinstance(rows, list):
         return None, f"{path.name}: no saturation rows"
-    for row in rows:
-        if not isinstance(row, dict) or row.get("system", "usersync") != "usersync":
+    live = [r for r in rows if isinstance(r, dict) and r.get("system") == "usersync-live"]
+    for row in live or rows:
+        if not isinstance(row, dict) or row.get("system", "usersync") not in (
+            "usersync",
+            "usersync-live",
+        ):
             continue
         if row.get("workers") != WORKERS or row.get("vendor_latency_ms", 0) != 0:
             continue
@@ -126,7 +132,11 @@ def rate_from_e2e(path: Path) -> tuple[float | None, str]:
             continue
         if events > 0:
             at = (data.get("machine") or {}).get("at", "?")
-            return round(events / 2, 1), f"half of the e2e saturation, {events:.1f} events/s ({at})"
+            kind = "end-to-end " if row.get("system") == "usersync-live" else ""
+            return (
+                round(events / 2, 1),
+                f"half of the e2e {kind}saturation, {events:.1f} events/s ({at})",
+            )
     return None, f"{path.name}: no saturation for {WORKERS} workers and an instant vendor"
 
 
