@@ -16,10 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-# re-exported: the ingest script reads them as ${URGENT_PRIORITY} and ${URGENT_TYPES}
 from core.event import NAME_PARTS
-from core.event import URGENT_PRIORITY as URGENT_PRIORITY
-from core.event import URGENT_TYPES as URGENT_TYPES
 from core.status import FINAL_STATES as _FINAL_STATES
 
 PREFIX = "usersync:"
