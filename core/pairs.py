@@ -229,15 +229,17 @@ class PairQueue:
         now_ms: int,
         commit: Commit,
         before: ScriptCall | None = None,
+        after: ScriptCall | None = None,
     ) -> bool:
         """Write a job run's outcome and the pair's next job; False if the lease was lost.
-        `before` (the vendor guard's record of the run's call) is sent first, in the same
-        round trip; an error of either raises."""
+        `before` (the vendor guard's record of the run's call) is sent first and `after` (the
+        end of the run's arq job) last, in the same round trip; an error of any raises."""
         call = self._commit_call(target, user_id, token, now_ms, commit)
-        replies = await self.send([before, call] if before else [call])
+        calls = [c for c in (before, call, after) if c is not None]
+        replies = await self.send(calls)
         for reply in replies:
             reply_or_raise(reply)
-        return bytes(replies[-1]) == b"ok"
+        return bytes(replies[calls.index(call)]) == b"ok"
 
     def _commit_call(
         self, target: str, user_id: str, token: str, now_ms: int, commit: Commit

@@ -13,9 +13,11 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import Retry, func
 from redis.asyncio import Redis
 
+from core.scripts import ScriptCall
+from tests.conftest import wait_until
 from usersync.redis_server import EmbeddedRedis
 from workers.batching import ScriptBatcher
-from workers.claim import ClaimingWorker
+from workers.claim import JOB_END, ClaimingWorker, JobEnd
 
 
 async def record(ctx: dict[str, Any], name: str) -> None:
@@ -118,6 +120,10 @@ async def flaky(ctx: dict[str, Any], how: str) -> None:
         await asyncio.Event().wait()
 
 
+async def ran_at_least(redis: Redis, n: int) -> bool:
+    return bool(await redis.llen("claim-test:ran") >= n)
+
+
 def sending_worker(url: str, redis: Redis) -> ClaimingWorker:
     """A ClaimingWorker whose jobs end through a batcher, as the usersync worker's do."""
     return ClaimingWorker(
@@ -148,8 +154,7 @@ async def test_a_claimed_job_runs_from_the_claim_and_ends_as_arq_ends_it(
         worker._pool = client
         await worker.start_jobs([b"done", b"retry", b"hang"])
         await asyncio.gather(worker.tasks["done"], worker.tasks["retry"])
-        while await redis.llen("claim-test:ran") < 3:  # bounded by the test timeout
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: ran_at_least(redis, 3), 10, "the three jobs started")
         worker.tasks["hang"].cancel()
         await asyncio.gather(worker.tasks["hang"])  # arq's run_job swallows the cancellation
         ran = sorted(v.decode() for v in await redis.lrange("claim-test:ran", 0, -1))
@@ -166,8 +171,7 @@ async def test_a_claimed_job_runs_from_the_claim_and_ends_as_arq_ends_it(
         assert not await redis.exists(in_progress_key_prefix + "hang")
         assert (worker.jobs_complete, worker.jobs_retried, worker.jobs_failed) == (1, 2, 0)
         await worker.start_jobs([b"hang"])  # its second run counts its second try
-        while await redis.llen("claim-test:ran") < 4:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: ran_at_least(redis, 4), 10, "the job's second run started")
         assert (await redis.lrange("claim-test:ran", -1, -1)) == [b"hang:2"]
         worker.tasks["hang"].cancel()
         await asyncio.gather(worker.tasks["hang"])
@@ -191,6 +195,53 @@ async def test_a_job_not_plain_goes_to_arqs_own_run(
         assert await redis.zscore("arq:queue", "u") is None
         assert not await redis.exists("arq:job:u", in_progress_key_prefix + "u")
         assert worker.jobs_failed == 1
+    finally:
+        await client.aclose()
+        await redis.flushdb()
+
+
+async def ends_itself(ctx: dict[str, Any], how: str) -> None:
+    """A job that sends its own end with a call of its own (as the engine sends it with the
+    pair's commit), or only says it did."""
+    end: JobEnd = ctx[JOB_END]
+    if how == "sends":
+        append = ctx["redis"].register_script("return redis.call('RPUSH', KEYS[1], ARGV[1])")
+        await ctx["send"]([ScriptCall(append, ["claim-test:ran"], [how]), end.call])
+    end.sent = True
+
+
+async def test_a_job_that_sends_its_end_is_not_ended_again(
+    redis_server: EmbeddedRedis, redis: Redis
+) -> None:
+    """A job that sent its end with its own calls is finished (no key, no queue entry) and
+    its worker sends nothing more: one that only says so keeps its keys."""
+    client = await pool(redis_server.url)
+    batcher = ScriptBatcher(redis)
+    worker = ClaimingWorker(
+        functions=[func(ends_itself, name="ends_itself")],
+        redis_settings=RedisSettings.from_dsn(redis_server.url),
+        max_jobs=10,
+        keep_result=0,
+        handle_signals=False,
+        job_serializer=orjson.dumps,
+        job_deserializer=orjson.loads,
+        send=batcher.send,
+    )
+    try:
+        for how in ("sends", "says"):
+            await client.enqueue_job("ends_itself", how, _job_id=how)
+        worker.ctx.update(redis=redis, send=batcher.send)
+        worker._pool = client
+        await worker.start_jobs([b"sends", b"says"])
+        await asyncio.gather(*worker.tasks.values())
+        assert await redis.lrange("claim-test:ran", 0, -1) == [b"sends"]
+        assert await redis.zscore("arq:queue", "sends") is None
+        assert not await redis.exists(
+            "arq:job:sends", "arq:retry:sends", in_progress_key_prefix + "sends"
+        )
+        assert await redis.zscore("arq:queue", "says") is not None
+        assert await redis.exists("arq:job:says", in_progress_key_prefix + "says") == 2
+        assert worker.jobs_complete == 2
     finally:
         await client.aclose()
         await redis.flushdb()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from arq.constants import (
@@ -46,11 +47,23 @@ from arq.worker import Function, Retry, RetryJob, Worker
 from core import keys
 from core.scripts import ScriptCall, ScriptSender, load_lua, reply_or_raise
 
+JOB_END = "job_end"
+"""The job context's key of its `JobEnd` (jobs run by `run_claimed` with a sender only)."""
+
 arq_log = logging.getLogger("arq.worker")
 """arq's own logger: a job that fails is logged as arq logs it."""
 
 RETRY_KEY_TTL_S = 88400
 """arq's run_job keeps a job's try counter this long (its own literal)."""
+
+
+@dataclass
+class JobEnd:
+    """A claimed job's end as it finishes (arq's writes): a job may send `call` with its own
+    last calls, in one round trip, and say so (`sent`); its worker then sends nothing more."""
+
+    call: ScriptCall
+    sent: bool = False
 
 
 class ClaimingWorker(Worker):
@@ -122,6 +135,9 @@ class ClaimingWorker(Worker):
             "enqueue_time": ms_to_datetime(enqueue_time_ms),
             "score": score,
         }
+        end = None
+        if self.send is not None:
+            end = ctx[JOB_END] = JobEnd(self._finish_call(job_id, True, None))
         timeout_s = self.job_timeout_s if function.timeout_s is None else function.timeout_s
         finish, incr_score = True, None
         try:
@@ -144,6 +160,8 @@ class ClaimingWorker(Worker):
                 self.jobs_failed += 1
         else:
             self.jobs_complete += 1
+            if end is not None and end.sent:  # the job ended itself with its last calls
+                return
         await asyncio.shield(self.finish_job(job_id, finish, None, None, False, incr_score, None))
 
     def _plain(
@@ -202,9 +220,14 @@ class ClaimingWorker(Worker):
                 keep_in_progress,
             )
             return
+        call = self._finish_call(job_id, finish, incr_score)
+        reply_or_raise((await self.send([call]))[0])
+
+    def _finish_call(self, job_id: str, finish: bool, incr_score: int | None) -> ScriptCall:
+        """arq's writes at the end of `job_id` as one script call (job_finish.lua)."""
         if self._finish_script is None:
             self._finish_script = self.pool.register_script(load_lua(keys.Script.JOB_FINISH))
-        call = ScriptCall(
+        return ScriptCall(
             self._finish_script,
             [
                 self.queue_name,
@@ -215,4 +238,3 @@ class ClaimingWorker(Worker):
             ],
             [job_id, "1" if finish else "0", incr_score or ""],
         )
-        reply_or_raise((await self.send([call]))[0])

@@ -32,6 +32,7 @@ from core.vendor_guard import CallOutcome, Permit, VendorGuard
 from workers import coalesce, planning
 from workers.backoff import retry_delay
 from workers.bulkhead import Bulkhead
+from workers.claim import JobEnd
 from workers.errors import (
     NoLink,
     PermanentDeliveryError,
@@ -44,10 +45,12 @@ from workers.runs import (
     Run,
     RunAgain,
     attempt_record,
+    iso,
     log_call,
     log_unsent,
     ms_since,
     now_ms,
+    parse_iso,
     parsed_event,
     select_carried,
 )
@@ -88,8 +91,9 @@ class DeliveryEngine:
             name: Bulkhead(settings.in_flight_limit(name)) for name in settings.vendors
         }
 
-    async def run(self, target: str, user_id: str, job_id: str) -> None:
-        """One run of the pair's job; RunAgain when another run holds the pair's lease."""
+    async def run(self, target: str, user_id: str, job_id: str, end: JobEnd | None = None) -> None:
+        """One run of the pair's job; RunAgain when another run holds the pair's lease.
+        `end`: the arq job's end, sent with the commit (then marked sent)."""
         structlog.contextvars.bind_contextvars(vendor=target, user_id=user_id)
         vendor = self.settings.vendors.get(target)
         lease_ms = int(((vendor.timeout_s if vendor else 10) + 5) * 1000)
@@ -112,9 +116,12 @@ class DeliveryEngine:
             raise
         commit.updates = run.updates
         commit.urgent = run.batch.urgent
-        if not await self.pairs.commit(
-            target, user_id, token, now_ms(), commit, before=run.guard_record
-        ):
+        committed = await self.pairs.commit(
+            target, user_id, token, now_ms(), commit, run.guard_record, end.call if end else None
+        )
+        if end is not None:
+            end.sent = True
+        if not committed:
             log.warning("lease_lost", outcome="lease_lost", events=len(run.updates))
             return
         self.metrics.committed(target, run.settled, run.delivered_received_at, time.time())
@@ -358,7 +365,7 @@ class DeliveryEngine:
         retrying = False
         for candidate in included:
             since = candidate.status.replayed_at or candidate.pending.received_at
-            age_s = (now - _parse_iso(since or utc_now_iso())).total_seconds()
+            age_s = (now - parse_iso(since or utc_now_iso())).total_seconds()
             if candidate.status.attempts + 1 >= policy.max_attempts:
                 why = "max_attempts reached"
             elif age_s + delay > policy.max_age_s:
@@ -370,7 +377,7 @@ class DeliveryEngine:
                     exc.describe(),
                     attempt=attempt,
                     remove=False,
-                    next_attempt_at=_iso(next_at),
+                    next_attempt_at=iso(next_at),
                     waiting_for="retry_backoff",
                 )
                 retrying = True
@@ -387,11 +394,3 @@ class DeliveryEngine:
         """A refusal decided before any call: dead with 0 attempts, never sent."""
         log_unsent(candidate, "dead", exc.describe())
         run.settle(candidate, "dead", exc.describe())
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _parse_iso(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))

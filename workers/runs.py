@@ -173,6 +173,15 @@ def ms_since(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
 
 
+def iso(value: dt.datetime) -> str:
+    """A UTC time as the statuses write it (ms, `Z`)."""
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 def parsed_event(stored_json: bytes, box: SecretBox) -> Event:
     """A stored event, its secrets decrypted; one without any is parsed straight from its
     JSON (pydantic's parser), the common case, skipping the walk for secrets."""

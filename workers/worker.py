@@ -29,7 +29,7 @@ from core.pairs import DELIVER_FUNCTION, PairQueue
 from core.redis_client import RedisTarget, connect, master_client, pack_with_hiredis
 from core.vendor_guard import VendorGuard
 from workers.batching import ScriptBatcher
-from workers.claim import ClaimingWorker
+from workers.claim import JOB_END, ClaimingWorker
 from workers.engine import DeliveryEngine
 from workers.instruments import DeliveryMetrics
 from workers.runs import RunAgain
@@ -58,7 +58,7 @@ async def deliver(ctx: dict[str, Any], target: str, user_id: str) -> None:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(job_try=ctx.get("job_try"))
     try:
-        await engine.run(target, user_id, ctx["job_id"])
+        await engine.run(target, user_id, ctx["job_id"], ctx.get(JOB_END))
     except RunAgain as again:
         raise Retry(defer=again.delay_s) from again
     except Exception as exc:  # the job's supervisor: an escaping exception would drop the job
