@@ -33,7 +33,8 @@ For each setup:
    the bare workers start; measured the same way. usersync's ratio: `x bare` (deliveries/s)
    and `cpu_vs_bare` (worker CPU per delivery).
 3. saturation while ingesting (system `usersync-live`): the workers (or `usersync run`)
-   started first, the same events posted through the gateway while they deliver: the setup's
+   started first, the same events posted through the gateway one per request (50 in flight,
+   as the fixed-rate phase posts them) while they deliver: the setup's
    end-to-end saturation (ingest and delivery share the cores; no bare counterpart).
 4. fixed rate, usersync: workers running, events posted one per `POST /v1/events` (mode "run":
    to the run process's gateway) at a fixed rate (`--rate` events/s, default half of the
@@ -458,6 +459,25 @@ def saturation_events(args: argparse.Namespace, targets: int) -> int:
     return args.events * len(common.KINDS) // targets
 
 
+async def post_singles(
+    bench: Bench, bodies: Sequence[dict[str, Any]], gateway_url: str, in_flight: int = 50
+) -> None:
+    """Post events one per request, `in_flight` at once; every one must be accepted (202)."""
+    url = gateway_url + "/v1/events"
+    queue = list(reversed(bodies))
+
+    async def client() -> None:
+        while queue:
+            body = queue.pop()
+            async with bench.http.post(
+                url, data=orjson.dumps(body), headers=bench.headers()
+            ) as response:
+                await response.read()
+                assert response.status == 202, response.status
+
+    await asyncio.gather(*(client() for _ in range(in_flight)))
+
+
 async def saturation(bench: Bench, system: str, setup: Setup) -> dict[str, Any]:
     """Fill the queue with no worker running, start the workers, time the drain. In mode
     "run" the queue is filled through the configuration's `usersync gateway`, which is then
@@ -554,8 +574,9 @@ async def saturation(bench: Bench, system: str, setup: Setup) -> dict[str, Any]:
 
 
 LIVE = "usersync-live"
-"""The same events posted through the gateway while the workers (mode "run": the one process)
-deliver them: the setup's end-to-end saturation, ingest and delivery sharing the cores, whose
+"""The same events posted through the gateway one per request (as the fixed-rate phase posts
+them, 50 in flight) while the workers (mode "run": the one process) deliver them: the setup's
+end-to-end saturation, ingest and delivery sharing the cores, whose
 half is the rate of the fixed-rate phase (half of the drain alone, with the gateway idle,
 overloaded the one process: p99 1.1 s). Not compared with bare arq (whose enqueueing is the
 bench's, not its workers'): a row of its own."""
@@ -563,8 +584,8 @@ bench's, not its workers'): a row of its own."""
 
 async def saturation_live(bench: Bench, setup: Setup, marker: str, count: int) -> dict[str, Any]:
     """The workers (or `usersync run`) started first; the events posted through the gateway
-    (its own, for run) as fast as it takes them (batches); deliveries/s over the first to the
-    last call, CPU of the workers (run: of the one process, its ingest included)."""
+    (its own, for run) one per request, as fast as it takes them; deliveries/s over the first
+    to the last call, CPU of the workers (run: of the one process, its ingest included)."""
     started = time.monotonic()
     if setup.mode == "run":
         stop_all([bench.gateway])
@@ -594,7 +615,7 @@ async def saturation_live(bench: Bench, setup: Setup, marker: str, count: int) -
         await wait_ready(bench.http, gateway_url + "/readyz")
         sampler = asyncio.create_task(sample())
         bodies = [bench.event(marker, n, n, setup.targets) for n in range(count)]
-        await post_batches(bench, bodies, gateway_url=gateway_url)
+        await post_singles(bench, bodies, gateway_url)
         posting = False
         await sampler
         done = await drain(bench, samples)
