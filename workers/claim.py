@@ -49,6 +49,10 @@ from core.scripts import ScriptCall, ScriptSender, load_lua, reply_or_raise
 
 JOB_END = "job_end"
 """The job context's key of its `JobEnd` (jobs run by `run_claimed` with a sender only)."""
+SENDER = "script_sender"
+"""The worker context's key of the `ScriptSender` its startup made (when not given `send`):
+held there, not set on the worker by a startup closure, which would make a reference cycle
+that keeps the worker and its context alive until the garbage collector finds them."""
 
 arq_log = logging.getLogger("arq.worker")
 """arq's own logger: a job that fails is logged as arq logs it."""
@@ -82,8 +86,8 @@ class ClaimingWorker(Worker):
         """Written in the in-progress key of each job it claims; its heartbeat
         (`keys.heartbeat`) says it lives, else another worker may claim the job at once."""
         self.send = send
-        """How a job's end reaches Redis (set once the process's Redis client exists);
-        None: arq's own `finish_job`."""
+        """How a job's end reaches Redis; None: the context's `SENDER`, if its startup put
+        one there, else arq's own `finish_job`."""
         self._claim_script: Any = None
         self._finish_script: Any = None
 
@@ -136,7 +140,7 @@ class ClaimingWorker(Worker):
             "score": score,
         }
         end = None
-        if self.send is not None:
+        if self._sender() is not None:
             end = ctx[JOB_END] = JobEnd(self._finish_call(job_id, True, None))
         timeout_s = self.job_timeout_s if function.timeout_s is None else function.timeout_s
         finish, incr_score = True, None
@@ -209,7 +213,8 @@ class ClaimingWorker(Worker):
     ) -> None:
         """arq's writes at a job's end, as one script through `send` when the job keeps no
         result and its in-progress key goes (not a cron job); else arq's own."""
-        if self.send is None or result_data is not None or keep_in_progress is not None:
+        send = self._sender()
+        if send is None or result_data is not None or keep_in_progress is not None:
             await super().finish_job(
                 job_id,
                 finish,
@@ -221,7 +226,11 @@ class ClaimingWorker(Worker):
             )
             return
         call = self._finish_call(job_id, finish, incr_score)
-        reply_or_raise((await self.send([call]))[0])
+        reply_or_raise((await send([call]))[0])
+
+    def _sender(self) -> ScriptSender | None:
+        sender: ScriptSender | None = self.send or self.ctx.get(SENDER)
+        return sender
 
     def _finish_call(self, job_id: str, finish: bool, incr_score: int | None) -> ScriptCall:
         """arq's writes at the end of `job_id` as one script call (job_finish.lua)."""

@@ -29,7 +29,7 @@ from core.pairs import DELIVER_FUNCTION, PairQueue
 from core.redis_client import RedisTarget, connect, master_client, pack_with_hiredis
 from core.vendor_guard import VendorGuard
 from workers.batching import ScriptBatcher
-from workers.claim import JOB_END, ClaimingWorker
+from workers.claim import JOB_END, SENDER, ClaimingWorker
 from workers.engine import DeliveryEngine
 from workers.instruments import DeliveryMetrics
 from workers.runs import RunAgain
@@ -105,7 +105,7 @@ def build_worker(
         redis = connect(redis_url, socket_timeout=10, socket_connect_timeout=2)
         # the runs' script calls (begin, permit, commit, the job's end) share round trips
         batcher = ScriptBatcher(redis)
-        worker.send = batcher.send
+        ctx[SENDER] = batcher.send  # the claiming worker ends its jobs through it
         pairs = PairQueue(redis, settings.retention.events_s, send=batcher.send)
         ctx["session"] = session
         ctx[ENGINE_REDIS] = redis
@@ -137,7 +137,7 @@ def build_worker(
             await redis.aclose()
         log.info("worker_stopped")
 
-    worker = ClaimingWorker(
+    return ClaimingWorker(
         functions=[func(deliver, name=DELIVER_FUNCTION, max_tries=ARQ_MAX_TRIES)],
         worker_id=worker_id,
         **arq_redis(redis_url),
@@ -154,7 +154,6 @@ def build_worker(
         health_check_interval=30,
         log_results=False,
     )
-    return worker
 
 
 def worker_running(worker: Worker) -> bool:
