@@ -36,37 +36,53 @@ class LineWriter:
 
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
-        self._kept: dict[asyncio.AbstractEventLoop, list[bytes]] = {}
-        """Each running loop's lines of its current iteration. Only the thread running a loop
-        appends to its list, and the list leaves this dict (`pop`, atomic) before it is
-        written, so no lock is needed on a line's way in."""
+        self._kept: dict[int, tuple[asyncio.AbstractEventLoop, list[bytes]]] = {}
+        """Per thread (its id), the running loop it logs from and the lines of that loop's
+        current iteration, while their write is queued on it. Only a thread itself adds to
+        its entry, and the entry leaves this dict (`pop`, atomic) before it is written, so no
+        lock is needed on a line's way in."""
         self._lock = threading.Lock()
         """Held while writing: one thread's lines never cut into another's."""
         self._defer = _has_descriptor(stream)
         _writers.add(self)
 
     def msg(self, line: bytes) -> None:
-        """Keep `line` for this iteration's write, or write it now outside a running loop."""
-        loop = asyncio._get_running_loop() if self._defer else None
-        if loop is None:
+        """Keep `line` for this iteration's write, or write it now outside a running loop.
+
+        Only an iteration's first line asks for the running loop: asyncio's answer costs a
+        system call (`getpid`, for forks), more than the rest of the writer. The next lines
+        find their thread's entry and its loop still running (a loop stopped before writing
+        them has them written now, before this one)."""
+        if not self._defer:
             self._write([line])
             return
-        kept = self._kept.get(loop)
-        if kept is None:
-            self._kept[loop] = [line]
-            loop.call_soon(self._write_kept, loop)
+        kept = self._kept.get(threading.get_ident())
+        if kept is not None and kept[0].is_running():
+            kept[1].append(line)
         else:
-            kept.append(line)
+            self._first(line)
 
     log = debug = info = warn = warning = error = err = critical = fatal = exception = msg
 
-    def _write_kept(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._write(self._kept.pop(loop, None))
+    def _first(self, line: bytes) -> None:
+        thread = threading.get_ident()
+        self._write_kept(thread)
+        loop = asyncio._get_running_loop()
+        if loop is None:
+            self._write([line])
+            return
+        self._kept[thread] = (loop, [line])
+        loop.call_soon(self._write_kept, thread)
+
+    def _write_kept(self, thread: int) -> None:
+        kept = self._kept.pop(thread, None)
+        if kept is not None:
+            self._write(kept[1])
 
     def flush(self) -> None:
         """Write every line kept (at exit, before a fork)."""
-        for loop in list(self._kept):
-            self._write_kept(loop)
+        for thread in list(self._kept):
+            self._write_kept(thread)
 
     def _write(self, lines: list[bytes] | None) -> None:
         """`lines` in one call, in the order logged."""

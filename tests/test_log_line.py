@@ -251,6 +251,27 @@ def test_outside_a_loop_a_line_is_written_at_once(pipe: tuple[int, int]) -> None
         assert available(read_end) == b'{"n":1}\n'
 
 
+def test_lines_kept_by_a_stopped_loop_go_out_before_the_next_line(pipe: tuple[int, int]) -> None:
+    """A loop stopped in the iteration that logged (its write never ran): the next line of
+    that thread, in no loop or another, writes them first, in order."""
+    read_end, write_end = pipe
+    with os.fdopen(write_end, "wb", buffering=0, closefd=False) as stream:
+        writer = LineWriter(stream)
+        for n in range(2):
+            loop = asyncio.new_event_loop()  # runs nothing queued after stop() (uvloop does)
+
+            def last(loop: asyncio.AbstractEventLoop = loop, n: int = n) -> None:
+                loop.stop()
+                writer.msg(b'{"kept":%d}' % n)
+
+            loop.call_soon(last)
+            loop.run_forever()
+            loop.close()
+            assert available(read_end) == (b'{"kept":0}\n' if n else b"")
+        writer.msg(b'{"after":1}')
+        assert available(read_end) == b'{"kept":1}\n{"after":1}\n'
+
+
 async def test_standard_library_records_keep_their_place_among_the_lines(
     pipe: tuple[int, int], context: None
 ) -> None:
