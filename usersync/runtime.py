@@ -27,6 +27,7 @@ from gateway.app import apply_settings as apply_gateway_settings
 from gateway.app import create_gateway_app
 from gateway.connections import ConnectionLimits, GuardedSite, ensure_descriptors
 from gateway.lifecycle import LIFECYCLE
+from usersync.heap import settle_heap
 from usersync.lifecycle import ProcessControl
 from usersync.redis_server import EmbeddedRedis, RedisServerError
 from usersync.supervisor import PROCESS_HEADER, ChildOrders, gateway_processes
@@ -381,6 +382,7 @@ async def run(
                 await stack.enter_async_context(
                     running_gateway(settings, redis_url, adapters, telemetry, control, child)
                 )
+        settle_heap()  # started: what is allocated from now on is what the collector walks
         log.info(
             "usersync_ready",
             gateway=gateway,
