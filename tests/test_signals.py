@@ -21,6 +21,7 @@ import yaml
 from redis.asyncio import Redis
 
 from config.settings import WorkerSettings
+from core import keys
 from tests.conftest import (
     HRIS_TOKEN,
     Gateway,
@@ -282,3 +283,35 @@ async def test_sighup_with_a_broken_file_is_refused_and_the_old_config_stays(
     assert await gateway.exit_code() == 0
     accepted = [line["event_id"] for line in gateway.events("event_accepted")]
     assert accepted == ["still-old"]  # info lines stop once the level is warning
+
+
+@pytest.mark.parametrize(
+    ("command", "sig"),
+    [("worker", signal.SIGTERM), ("run", signal.SIGTERM), ("run", signal.SIGINT)],
+)
+async def test_a_stop_signal_on_an_idle_worker_runs_its_shutdown(
+    command: str,
+    sig: int,
+    redis_server: EmbeddedRedis,
+    redis: Redis,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    processes: list[Process],
+) -> None:
+    """A drained worker (`usersync worker`, or the one inside `usersync run`) whose arq loop
+    ended on its own still runs its shutdown: its
+    heartbeat is dropped at once (not left to expire) and its HTTP session is closed (no
+    "Unclosed client session" from asyncio at exit)."""
+    config = write_config(tmp_path / "worker.yaml", redis_server.url, sandbox.url)
+    worker = Process(command, config, tmp_path / "worker.log")
+    processes.append(worker)
+
+    async def beating() -> bool:
+        return bool(await redis.keys(keys.HEARTBEAT_PREFIX + "*"))
+
+    await wait_until(beating, 15, "the worker's heartbeat")
+    await worker.logged("usersync_ready")  # every part is up, the signals are the process's
+    worker.signal(sig)
+    assert await worker.exit_code() == 0
+    assert await redis.keys(keys.HEARTBEAT_PREFIX + "*") == []
+    assert b"Unclosed" not in worker.log.read_bytes()
