@@ -23,10 +23,15 @@ import asyncio
 import atexit
 import contextlib
 import os
+import select
 import sys
 import threading
 import weakref
 from typing import BinaryIO
+
+PIPE_BUF = getattr(select, "PIPE_BUF", 512)
+"""The longest write a pipe keeps whole among other processes' writes (POSIX: at least 512;
+Linux: 4096)."""
 
 
 class LineWriter:
@@ -85,16 +90,34 @@ class LineWriter:
             self._write_kept(thread)
 
     def _write(self, lines: list[bytes] | None) -> None:
-        """`lines` in one call, in the order logged."""
+        """`lines` in as few calls as keep each line whole, in the order logged."""
         if not lines:
             return
-        data = b"\n".join(lines) + b"\n"
         with self._lock:
-            try:
-                _write_all(self.stream, data)
-                self.stream.flush()
-            except (OSError, ValueError):  # a closed or broken stdout: say it where it can be read
-                _lost(len(data))
+            for data in whole_line_writes(lines):
+                try:
+                    _write_all(self.stream, data)
+                    self.stream.flush()
+                except (OSError, ValueError):  # a closed or broken stdout: say it where it can
+                    _lost(len(data))
+
+
+def whole_line_writes(lines: list[bytes]) -> list[bytes]:
+    """`lines` (each without its newline) joined into writes of at most `PIPE_BUF` bytes
+    where they fit (a longer line is a write of its own). Processes sharing one pipe (the
+    children of `gateway.processes`, a supervisor's stdout) interleave only whole writes of at
+    most PIPE_BUF bytes: the kernel may cut a longer write where another process's lands."""
+    writes: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+    for line in lines:
+        if group and size + len(line) + 1 > PIPE_BUF:
+            writes.append(b"\n".join(group) + b"\n")
+            group, size = [], 0
+        group.append(line)
+        size += len(line) + 1
+    writes.append(b"\n".join(group) + b"\n")
+    return writes
 
 
 def _write_all(stream: BinaryIO, data: bytes) -> None:

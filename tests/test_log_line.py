@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import copy
 import datetime
+import itertools
 import logging
 import os
 import re
@@ -27,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core import log_context, logs
-from core.log_writer import LineWriter
+from core.log_writer import PIPE_BUF, LineWriter, whole_line_writes
 from core.redaction import _IN_LINE, LINE_WORDS, might_hold_secret, redact_secrets, render_json
 
 _STAMP = re.compile(rb'"timestamp":"[^"]*"')
@@ -342,3 +343,18 @@ def test_the_line_search_finds_what_the_plain_alternation_finds(parts: list[str]
     text = "".join(parts).encode()
     assert (_IN_LINE.search(text) is None) == (_PLAIN.search(text) is None)
     assert might_hold_secret(text) == (_PLAIN.search(text) is not None)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=2 * PIPE_BUF), min_size=1, max_size=40))
+def test_writes_keep_lines_whole_for_processes_sharing_a_pipe(sizes: list[int]) -> None:
+    """An iteration's lines go out in writes of at most PIPE_BUF bytes, each ending at a
+    line's end (a longer line alone): the kernel never cuts such a write where another
+    process's lands. Together they are the lines, in order."""
+    lines = [b"x" * size for size in sizes]
+    writes = whole_line_writes(lines)
+    assert b"".join(writes) == b"".join(line + b"\n" for line in lines)
+    for data in writes:
+        assert data.endswith(b"\n")
+        assert len(data) <= PIPE_BUF or data.count(b"\n") == 1
+    for first, then in itertools.pairwise(writes):  # no more writes than needed
+        assert len(first) + then.index(b"\n") + 1 > PIPE_BUF
