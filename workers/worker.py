@@ -25,6 +25,7 @@ from arq.worker import Worker, func
 from redis.asyncio import Redis
 
 from config.settings import Settings
+from core.log_context import new_context
 from core.pairs import DELIVER_FUNCTION, PairQueue
 from core.redis_client import RedisTarget, connect, master_client, pack_with_hiredis
 from core.vendor_guard import VendorGuard
@@ -55,8 +56,7 @@ CRASH_RETRY_S = 5
 async def deliver(ctx: dict[str, Any], target: str, user_id: str) -> None:
     """arq job: one run of a pair's job; only `Retry` or cancellation leave it unfinished."""
     engine: DeliveryEngine = ctx["engine"]
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(job_try=ctx.get("job_try"))
+    new_context(job_try=ctx.get("job_try"))
     try:
         await engine.run(target, user_id, ctx["job_id"], ctx.get(JOB_END))
     except RunAgain as again:
