@@ -125,7 +125,7 @@ def wrk_load(
         "BENCH_PATH": path,
         "BENCH_TOKEN": common.SOURCE_TOKEN,
     }
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
     out = subprocess.run(
         [*argv, "-s", str(script), url],
         env=env,
