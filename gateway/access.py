@@ -27,6 +27,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
+from core.log_context import new_context
+
 log = structlog.get_logger("usersync.access")
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -57,9 +59,8 @@ def begin_request(request: web.Request, started: float) -> tuple[str, str]:
     holding its request id, and its route template noted for the access line. Returns the
     request id for the answer's header and the route's label for metrics (`UNMATCHED` when
     no route matched)."""
-    structlog.contextvars.clear_contextvars()
     rid = request_id(request.headers.get(REQUEST_ID_HEADER))
-    structlog.contextvars.bind_contextvars(request_id=rid)
+    new_context(request_id=rid)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else None
     request[ROUTE] = route
