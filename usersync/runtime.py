@@ -173,11 +173,6 @@ async def abandon_worker(worker: Worker) -> None:
             await worker._pool.aclose()
 
 
-def _returned(task: asyncio.Task[None]) -> bool:
-    """Whether `task` ended by returning (not cancelled, no exception)."""
-    return not task.cancelled() and task.exception() is None
-
-
 @contextlib.asynccontextmanager
 async def running_worker(
     settings: Settings,
@@ -214,11 +209,11 @@ async def running_worker(
     try:
         yield running
     finally:
-        # Also when the supervisor has returned: a drain ends arq's loop on its own (no job
-        # left to start), and only `stop_worker` runs the worker's shutdown (heartbeat dropped,
-        # HTTP session and engine client closed). A worker lost with Redis was cleaned up by
-        # `abandon_worker` and its supervisor is still waiting to restart it.
-        if current and (not task.done() or _returned(task)):
+        # Also once the supervisor returned (a drain ends arq's loop when no job is left):
+        # only `stop_worker` runs the worker's shutdown (heartbeat, HTTP session, engine
+        # client). A worker lost with Redis was cleaned up by `abandon_worker`.
+        lost = task.done() and (task.cancelled() or task.exception() is not None)
+        if current and not lost:
             grace_s = control.remaining_s() if control else settings.shutdown_grace_s
             with contextlib.suppress(Exception):
                 await stop_worker(current[0], grace_s)
