@@ -213,6 +213,26 @@ class Samples:
         return max((rss[name] for _, _, rss in self.rows for name in chosen), default=0.0)
 
 
+def drain_figures(counted: dict[str, Any], samples: Samples, names: list[str]) -> dict[str, Any]:
+    """What a saturation phase measures between its first and last delivery (`counted`, from
+    the journals): the calls, deliveries/s, the workers' CPU per delivery and share, the
+    sandbox's and Redis's shares, the workers' peak RSS."""
+    first, last = counted["first"], counted["last"]
+    span = max(last - first, 1e-9)
+    cpu = samples.cpu_between(names, first, last)
+    return {
+        **{k: v for k, v in counted.items() if k not in ("first", "last")},
+        "span_s": round(span, 3),
+        "deliveries_per_s": round(counted["calls"] / span, 1),
+        "worker_cpu_s": round(cpu, 2),
+        "cpu_ms_per_delivery": round(1000 * cpu / max(counted["calls"], 1), 3),
+        "worker_cpu_pct": round(100 * cpu / span, 1),
+        "sandbox_cpu_pct": round(100 * samples.cpu_between(["sandbox"], first, last) / span, 1),
+        "redis_cpu_pct": round(100 * samples.cpu_between(["redis"], first, last) / span, 1),
+        "peak_worker_rss_mb": round(samples.peak_rss(names), 1),
+    }
+
+
 def connected(pid: int, port: int) -> bool:
     """Whether process `pid` holds an established TCP connection to local port `port`: a
     worker that has connected to Redis is about to poll (arq opens its pool first)."""
@@ -529,8 +549,6 @@ async def saturation(bench: Bench, system: str, setup: Setup) -> dict[str, Any]:
         stop_all(services)
         profiles = finish_profilers(profilers)
     counted = deliveries(await journal(bench), marker)
-    span = max(counted["last"] - counted["first"], 1e-9)
-    worker_cpu = samples.cpu_between(names, counted["first"], counted["last"])
     problems, outcomes = scan_logs(services)
     row = {
         "system": system,
@@ -540,21 +558,9 @@ async def saturation(bench: Bench, system: str, setup: Setup) -> dict[str, Any]:
         "vendor_latency_ms": latency_ms,
         "events": count,
         "expected": expected,
-        **{k: v for k, v in counted.items() if k not in ("first", "last")},
         "drained": done,
         "prefill_s": round(prefill_s, 2),
-        "span_s": round(span, 3),
-        "deliveries_per_s": round(counted["calls"] / span, 1),
-        "worker_cpu_s": round(worker_cpu, 2),
-        "cpu_ms_per_delivery": round(1000 * worker_cpu / max(counted["calls"], 1), 3),
-        "worker_cpu_pct": round(100 * worker_cpu / span, 1),
-        "sandbox_cpu_pct": round(
-            100 * samples.cpu_between(["sandbox"], counted["first"], counted["last"]) / span, 1
-        ),
-        "redis_cpu_pct": round(
-            100 * samples.cpu_between(["redis"], counted["first"], counted["last"]) / span, 1
-        ),
-        "peak_worker_rss_mb": round(samples.peak_rss(names), 1),
+        **drain_figures(counted, samples, names),
         "dead_letters": dead,
         "jobs_per_delivery": round(jobs / max(counted["calls"], 1), 3) if jobs else 1.0,
         "bare_non_2xx": bare_errors,
@@ -622,8 +628,6 @@ async def saturation_live(bench: Bench, setup: Setup, marker: str, count: int) -
     finally:
         stop_all(services)
     counted = deliveries(await journal(bench), marker)
-    span = max(counted["last"] - counted["first"], 1e-9)
-    cpu = samples.cpu_between(names, counted["first"], counted["last"])
     problems, outcomes = scan_logs(services)
     row = {
         "system": LIVE,
@@ -633,21 +637,9 @@ async def saturation_live(bench: Bench, setup: Setup, marker: str, count: int) -
         "vendor_latency_ms": setup.latency_ms,
         "events": count,
         "expected": count * setup.targets,
-        **{k: v for k, v in counted.items() if k not in ("first", "last")},
         "drained": done,
         "prefill_s": 0.0,
-        "span_s": round(span, 3),
-        "deliveries_per_s": round(counted["calls"] / span, 1),
-        "worker_cpu_s": round(cpu, 2),
-        "cpu_ms_per_delivery": round(1000 * cpu / max(counted["calls"], 1), 3),
-        "worker_cpu_pct": round(100 * cpu / span, 1),
-        "sandbox_cpu_pct": round(
-            100 * samples.cpu_between(["sandbox"], counted["first"], counted["last"]) / span, 1
-        ),
-        "redis_cpu_pct": round(
-            100 * samples.cpu_between(["redis"], counted["first"], counted["last"]) / span, 1
-        ),
-        "peak_worker_rss_mb": round(samples.peak_rss(names), 1),
+        **drain_figures(counted, samples, names),
         "dead_letters": await bench.redis.zcard(DEAD_LETTERS),
         "jobs_per_delivery": 1.0,
         "bare_non_2xx": 0,
