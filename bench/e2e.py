@@ -282,6 +282,17 @@ def scan_logs(services: Sequence[common.Service]) -> tuple[list[str], dict[str, 
     return problems, dict(outcomes)
 
 
+async def workers_connected(
+    bench: Bench, services: Sequence[common.Service], timeout_s: float = 30
+) -> None:
+    """Until every worker process holds a connection to the bench's Redis (see `connected`)."""
+    deadline = time.monotonic() + timeout_s
+    while not all(connected(s.pid, bench.redis_port) for s in services):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"workers did not connect to Redis: see {bench.tmp}")
+        await asyncio.sleep(0.05)
+
+
 async def wait_ready(http: aiohttp.ClientSession, url: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -613,11 +624,7 @@ async def saturation_live(bench: Bench, setup: Setup, marker: str, count: int) -
             await asyncio.sleep(0.1)
 
     try:
-        deadline = time.monotonic() + 30
-        while not all(connected(s.pid, bench.redis_port) for s in services):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"workers did not connect to Redis: see {bench.tmp}")
-            await asyncio.sleep(0.05)
+        await workers_connected(bench, services)
         await wait_ready(bench.http, gateway_url + "/readyz")
         sampler = asyncio.create_task(sample())
         bodies = [bench.event(marker, n, n, setup.targets) for n in range(count)]
@@ -730,11 +737,7 @@ async def fixed_rate(bench: Bench, setup: Setup, rate: float) -> dict[str, Any]:
     services = start_workers(bench, "usersync", workers, setup.mode)
     gateway_url = bench.run_url if setup.mode == "run" else bench.gateway_url
     try:
-        deadline = time.monotonic() + 30
-        while not all(connected(s.pid, bench.redis_port) for s in services):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"workers did not connect to Redis: see {bench.tmp}")
-            await asyncio.sleep(0.05)
+        await workers_connected(bench, services)
         await wait_ready(bench.http, gateway_url + "/readyz")
         samples = Samples(
             {
