@@ -46,6 +46,7 @@ from gateway.lifecycle import LIFECYCLE, Lifecycle
 from gateway.routing import Route, register
 from gateway.scim import api as scim_api
 from gateway.scim.errors import is_scim_path, scim_answer
+from gateway.scim.store import RESOURCES, ResourceStore
 from gateway.storage import add_storage_gauge, is_out_of_memory, storage_full
 
 log = structlog.get_logger("usersync.gateway")
@@ -168,6 +169,7 @@ def create_gateway_app(
     app[VENDOR_GUARD] = VendorGuard(store.redis)
     app[SOURCE_RATES] = SourceRates(store.redis)
     app[SECRET_BOX] = secret_box(settings.secrets)
+    app[RESOURCES] = ResourceStore(store.redis, store)
     add_storage_gauge(app, store.redis, settings.redis.max_memory_fraction)
     app[BODY_BUDGET] = BodyBudget(settings.gateway.max_inflight_body_bytes)
     app[LIFECYCLE] = Lifecycle()

@@ -29,7 +29,7 @@ from gateway.ingest import log_link_changes
 from gateway.scim.errors import ScimError, scim_response
 from gateway.scim.query import Lister, response_parameters, search_request
 from gateway.scim.service import BASE_PATH, ScimService, schemas, service_for
-from gateway.scim.store import Plan, ResourceStore, StoredUser
+from gateway.scim.store import RESOURCES, Plan, ResourceStore, StoredUser
 from gateway.scim.writes import Writer, canonical_user_id, etag, name_key
 from gateway.storage import STORAGE
 
@@ -91,8 +91,7 @@ def _service(request: web.Request) -> ScimService:
 
 
 def _resources(request: web.Request) -> ResourceStore:
-    store = request.app[STORE]
-    return ResourceStore(store.redis, store)
+    return request.app[RESOURCES]
 
 
 def _writer(request: web.Request, source: SourceSettings) -> Writer:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
@@ -32,8 +33,6 @@ from gateway.scim.errors import ScimError
 MAX_ATTEMPTS = 8
 """Transactions a write tries before answering 409 (writers in other gateway processes won
 every race: retry later). Writers of one resource in one process queue on a lock instead."""
-_WRITING: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-"""One lock per resource being written in this process (gone with its last waiter)."""
 REPLICATED_CHANNEL = "usersync:scim:written"
 """Pub/sub channel (no key, nobody listens) of the marker a write waits for replicas with."""
 SCAN_CHUNK = 500
@@ -90,6 +89,11 @@ class ResourceStore:
         self.redis = redis
         self._commands: Any = redis
         self.store = store
+        self._writing: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        """One lock per resource being written through this store, the app's one (gone
+        with its last waiter): writers of one resource in one process queue, not race."""
 
     async def get(self, source: str, resource_id: str) -> StoredUser | None:
         return _decode(
@@ -129,7 +133,7 @@ class ResourceStore:
         the plan and its event's ingest answer. `name_keys`: the `userName` keys the write may
         take, watched with the resource (its current one is added)."""
         user_key = keys.scim_user(source, resource_id)
-        lock = _WRITING.setdefault(user_key, asyncio.Lock())
+        lock = self._writing.setdefault(user_key, asyncio.Lock())
         async with lock:
             return await self._write(source, resource_id, canonical_user, name_keys, plan)
 
@@ -234,3 +238,7 @@ class ResourceStore:
         if current is None:
             created_ms = int(time.time() * 1000)
             pipe.zadd(keys.scim_users(source), {resource_id: created_ms}, nx=True)
+
+
+RESOURCES = web.AppKey("scim_resources", ResourceStore)
+"""The gateway's one store of SCIM resources (its write locks are per store)."""
