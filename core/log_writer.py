@@ -46,8 +46,11 @@ class LineWriter:
         current iteration, while their write is queued on it. Only a thread itself adds to
         its entry, and the entry leaves this dict (`pop`, atomic) before it is written, so no
         lock is needed on a line's way in."""
-        self._lock = threading.Lock()
-        """Held while writing: one thread's lines never cut into another's."""
+        self._lock = threading.RLock()
+        """Held while writing: one thread's lines never cut into another's. Reentrant: a
+        line logged by the writing thread itself mid-write (a finalizer run by a collection
+        the write's allocation started, logging "Unclosed ..." at exit) goes out between two
+        whole writes instead of waiting forever for the lock it holds."""
         self._defer = _has_descriptor(stream)
         _writers.add(self)
 

@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import copy
 import datetime
+import io
 import itertools
 import logging
 import os
@@ -18,6 +19,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -358,3 +360,27 @@ def test_writes_keep_lines_whole_for_processes_sharing_a_pipe(sizes: list[int]) 
         assert len(data) <= PIPE_BUF or data.count(b"\n") == 1
     for first, then in itertools.pairwise(writes):  # no more writes than needed
         assert len(first) + then.index(b"\n") + 1 > PIPE_BUF
+
+
+def test_a_line_logged_while_a_write_is_under_way_in_the_same_thread_goes_out() -> None:
+    """A finalizer that logs in the middle of a write (a collection started by the write's
+    own allocation) does not deadlock the process: both lines are written, whole."""
+    written: list[bytes] = []
+
+    class Reentering(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            if not written:
+                written.append(b"")  # only the first write logs again
+                writer.msg(b'{"n":2}')
+            written.append(bytes(data))
+            return len(data)
+
+    writer = LineWriter(Reentering())  # type: ignore[arg-type]
+    done = threading.Thread(target=writer.msg, args=(b'{"n":1}',), daemon=True)
+    done.start()
+    done.join(5)
+    assert not done.is_alive()
+    assert b"".join(written) == b'{"n":2}\n{"n":1}\n'
